@@ -1,0 +1,47 @@
+"""Benchmarks as Gymnasium environments (installed as ``sfbench.envs``).
+
+``make_env`` imports ``sfbench.envs.<benchmark>`` by name, so adding a benchmark is one module
+plus one YAML per suite. Every (suite, task) is also a registered Gymnasium id
+``sfbench/<suite>-task<k>-v0`` built with the ``libero_oft`` protocol unless ``protocol=`` is given.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import gymnasium as gym
+
+from sfbench.config import SuiteConfig, group_choices, load_protocol, load_suite
+from sfbench.protocol import Protocol
+
+__all__ = ["make_env", "gym_id", "register_envs"]
+
+
+def make_env(suite: SuiteConfig, task_id: int, protocol: Protocol, **kwargs: Any) -> gym.Env:
+    """Build the env of one task of ``suite`` under ``protocol`` (simulator created lazily)."""
+    suite.check_task_ids([task_id])
+    module = importlib.import_module(f"sfbench.envs.{suite.benchmark}")
+    return module.make_env(suite.name, task_id, protocol, protocol_suite=suite.protocol_suite, **kwargs)
+
+
+def gym_id(suite: str, task_id: int) -> str:
+    """Registered Gymnasium id of a task."""
+    return f"sfbench/{suite}-task{task_id}-v0"
+
+
+def _entry_point(suite: str, task_id: int, protocol: str = "libero_oft", **kwargs: Any) -> gym.Env:
+    return make_env(load_suite(suite), task_id, load_protocol(protocol), **kwargs)
+
+
+def register_envs() -> None:
+    """Register every (suite, task) of ``configs/suite/`` with Gymnasium (idempotent)."""
+    for name in group_choices("suite"):
+        suite = load_suite(name)
+        for task_id in range(suite.num_tasks):
+            env_id = gym_id(name, task_id)
+            if env_id not in gym.registry:
+                gym.register(env_id, entry_point=_entry_point, kwargs={"suite": name, "task_id": task_id})
+
+
+register_envs()

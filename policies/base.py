@@ -1,0 +1,68 @@
+"""The policy contract: ``reset(task)``, ``act(obs) -> (chunk, action_dim)``, ``requirements``."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from sfbench.constants import VIEWS
+from sfbench.task import TaskSpec
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """Which observations a policy needs; the env renders nothing else.
+
+    Attributes:
+        views: RGB views to render (subset of ``sfbench.constants.VIEWS``).
+        depth: Metric depth and camera intrinsics/extrinsics for each requested view.
+        proprio: The 8-D proprio vector.
+        privileged: Simulator object/fixture/site poses (scripted experts only).
+    """
+
+    views: tuple[str, ...] = VIEWS
+    depth: bool = False
+    proprio: bool = True
+    privileged: bool = False
+
+    def __post_init__(self) -> None:
+        bad = [v for v in self.views if v not in VIEWS]
+        if bad:
+            raise ValueError(f"Unknown views {bad}; valid views: {list(VIEWS)}")
+
+
+class Policy(abc.ABC):
+    """A policy adapter. Owns its conventions (normalisation, gripper sign, image transforms).
+
+    Subclasses set ``name`` (the ``policy=<name>`` CLI choice, equal to the module stem) and
+    implement :meth:`reset`, :meth:`act` and :attr:`requirements`.
+    """
+
+    name: ClassVar[str]
+    action_dim: ClassVar[int] = 7
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not getattr(cls, "__abstractmethods__", None) and not isinstance(cls.__dict__.get("name"), str):
+            raise TypeError(f"{cls.__name__} must define a class attribute `name`")
+
+    @property
+    @abc.abstractmethod
+    def requirements(self) -> Requirements:
+        """Observations this policy reads."""
+
+    @abc.abstractmethod
+    def reset(self, task: TaskSpec) -> None:
+        """Start a new episode of ``task`` (clears any internal state)."""
+
+    @abc.abstractmethod
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        """Return an action chunk of shape ``(chunk, action_dim)`` for the current observation."""
+
+    @property
+    def checkpoint_id(self) -> str:
+        """Identifier of the weights used (a content hash for trained policies)."""
+        return "none"
