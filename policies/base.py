@@ -55,8 +55,8 @@ class Policy(abc.ABC):
         """Observations this policy reads."""
 
     @abc.abstractmethod
-    def reset(self, task: TaskSpec) -> None:
-        """Start a new episode of ``task`` (clears any internal state)."""
+    def reset(self, task: TaskSpec, *, seed: int | None = None) -> None:
+        """Start a new episode of ``task``; clear internal state and re-seed any RNG with ``seed``."""
 
     @abc.abstractmethod
     def act(self, obs: dict[str, Any]) -> np.ndarray:

@@ -42,6 +42,7 @@ class SuiteConfig:
         protocol_suite: Key into the protocol's per-suite constants (a LIBERO-PRO variant uses
             the constants of the suite it perturbs).
         num_tasks: Number of tasks (task ids are ``0..num_tasks-1``).
+        num_init_states: Fixed initial states per task; episode ``i`` uses state ``i``.
         description: One line for humans.
     """
 
@@ -49,6 +50,7 @@ class SuiteConfig:
     benchmark: str
     protocol_suite: str
     num_tasks: int
+    num_init_states: int
     description: str = ""
 
     def check_task_ids(self, task_ids: list[int]) -> None:

@@ -149,6 +149,8 @@ SlurmctldPort=6817
 SlurmdPort=6818
 AuthType=auth/munge
 CryptoType=crypto/munge
+# requeued jobs wait cred_expire+1 s before they may start again (default 120 s)
+AuthInfo=cred_expire=10
 MpiDefault=none
 SwitchType=switch/none
 MailProg=/bin/true
@@ -176,7 +178,7 @@ $SLURMD_PARAMS
 
 # fast turnaround for tests
 SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,bf_interval=5
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,sched_interval=2,bf_interval=5
 ReturnToService=2
 JobRequeue=1
 MinJobAge=60
@@ -195,6 +197,7 @@ EOF
 )
 
 CONF_CHANGED=0
+DBD_CHANGED=0
 if [ ! -f "$SLURM_CONF" ] || [ "$(cat "$SLURM_CONF")" != "$NEW_CONF" ]; then
     printf '%s\n' "$NEW_CONF" >"$SLURM_CONF"
     chmod 644 "$SLURM_CONF"
@@ -221,7 +224,7 @@ EOF
 )
     if [ ! -f "$DBD_CONF" ] || [ "$(cat "$DBD_CONF")" != "$NEW_DBD" ]; then
         printf '%s\n' "$NEW_DBD" >"$DBD_CONF"
-        CONF_CHANGED=1
+        DBD_CHANGED=1
         log "wrote $DBD_CONF"
     fi
     chown slurm:slurm "$DBD_CONF"; chmod 600 "$DBD_CONF"   # slurmdbd refuses other modes
@@ -231,7 +234,7 @@ if [ "$CLEAN" = 1 ]; then
     log "--clean: stopping daemons and wiping saved state"
     "$(dirname "$0")/stop_slurm.sh" >/dev/null 2>&1 || true
     rm -rf "${CTLD_STATE:?}"/* "${SLURMD_SPOOL:?}"/*
-    CONF_CHANGED=0   # everything is stopped anyway
+    CONF_CHANGED=0; DBD_CHANGED=0   # everything is stopped anyway
 fi
 
 # ---------------------------------------------------------------- 3. munge
@@ -298,7 +301,7 @@ FLUSH PRIVILEGES;
 EOF
     log "mariadb ok"
 
-    if pid_alive "$DBD_PID" slurmdbd && [ "$CONF_CHANGED" = 0 ]; then
+    if pid_alive "$DBD_PID" slurmdbd && [ "$DBD_CHANGED" = 0 ]; then
         log "slurmdbd already running (pid $(cat $DBD_PID))"
     else
         if pid_alive "$DBD_PID" slurmdbd; then

@@ -1,0 +1,60 @@
+"""A policy that never moves: the floor of every success rate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sfbench.policies.base import Policy, Requirements
+from sfbench.task import TaskSpec
+
+
+@dataclass
+class ZeroConfig:
+    """Configuration of :class:`ZeroPolicy`.
+
+    Args:
+        chunk_size: Actions per returned chunk.
+        gripper: Gripper command held throughout (-1 open, +1 closed).
+    """
+
+    chunk_size: int = 8
+    gripper: float = -1.0
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if not -1.0 <= self.gripper <= 1.0:
+            raise ValueError(f"gripper must be in [-1, 1], got {self.gripper}")
+
+
+class ZeroPolicy(Policy):
+    """Returns zero motion with a constant gripper command."""
+
+    name = "zero"
+
+    def __init__(self, config: ZeroConfig | None = None):
+        self.config = config or ZeroConfig()
+
+    @property
+    def requirements(self) -> Requirements:
+        """Needs nothing rendered."""
+        return Requirements(views=(), proprio=False)
+
+    def reset(self, task: TaskSpec, *, seed: int | None = None) -> None:
+        """Stateless."""
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        """A chunk of zero actions."""
+        chunk = np.zeros((self.config.chunk_size, self.action_dim), dtype=np.float32)
+        chunk[:, -1] = self.config.gripper
+        return chunk
+
+
+def make_policy(config: dict[str, Any]) -> ZeroPolicy:
+    """Build from the ``policy`` config group."""
+    from sfbench.policies import make_config
+
+    return ZeroPolicy(make_config(ZeroConfig, config, what="zero policy"))

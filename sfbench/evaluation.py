@@ -1,0 +1,95 @@
+"""``sfbench eval``: resolve the config, plan shards, launch them, write the summary."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from sfbench import provenance
+from sfbench.aggregate import aggregate
+from sfbench.config import make_suite_config
+from sfbench.errors import InvalidConfig
+from sfbench.launcher import launch
+from sfbench.policies import make_config
+from sfbench.protocol import Protocol
+from sfbench.records import load_records, write_json_atomic
+from sfbench.runner import RunSpec, make_run_id, plan_shards
+
+log = logging.getLogger(__name__)
+SUMMARY = "summary.json"
+
+
+@dataclass
+class EvalSettings:
+    """The ``eval`` section of ``configs/eval.yaml`` (see the comments there)."""
+
+    tasks: list[int] | None = None
+    episodes_per_task: int = 50
+    first_episode: int = 0
+    videos_per_task: int = 1
+    episodes_per_shard: int = 10
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"eval.{k}={getattr(self, k)!r} (must be an integer >= {lo})"
+            for k, lo in [("episodes_per_task", 1), ("first_episode", 0), ("videos_per_task", 0), ("episodes_per_shard", 1)]
+            if not isinstance(getattr(self, k), int) or getattr(self, k) < lo
+        ]
+        if self.tasks is not None and not isinstance(self.tasks, list):
+            problems.append(f"eval.tasks={self.tasks!r} (must be a list of task ids, e.g. [0,1])")
+        if problems:
+            raise InvalidConfig("Invalid " + "; ".join(problems))
+
+
+def make_run_spec(cfg: DictConfig) -> tuple[RunSpec, list]:
+    """Validate the composed config and plan the run's shards."""
+    settings = make_config(EvalSettings, OmegaConf.to_container(cfg.eval), what="eval")
+    suite = make_suite_config(OmegaConf.to_container(cfg.suite))
+    protocol = Protocol.from_dict(OmegaConf.to_container(cfg.protocol))
+    policy = OmegaConf.to_container(cfg.policy)
+    tasks = list(range(suite.num_tasks)) if settings.tasks is None else list(settings.tasks)
+    suite.check_task_ids(tasks)
+    episodes = range(settings.first_episode, settings.first_episode + settings.episodes_per_task)
+    if episodes.stop > suite.num_init_states:
+        raise InvalidConfig(
+            f"Episodes {episodes.start}..{episodes.stop - 1} requested, but suite {suite.name} has "
+            f"{suite.num_init_states} init states per task (episodes 0..{suite.num_init_states - 1})."
+        )
+    protocol.max_steps_for(suite.protocol_suite)
+    run_id = cfg.run_id or make_run_id(policy, suite.name, protocol)
+    spec = RunSpec(run_id, Path(cfg.output_dir) / run_id, suite, protocol, policy, settings.videos_per_task)
+    return spec, plan_shards(tasks, episodes, settings.episodes_per_shard)
+
+
+def summarize(run_dir: Path) -> dict:
+    """Aggregate every record of a run and write ``summary.json``."""
+    records = load_records(run_dir)
+    if not records:
+        raise InvalidConfig(f"No episode records under {run_dir}")
+    first = records[0]
+    summary = {
+        "run_id": first.run_id,
+        "policy": first.policy,
+        "checkpoint": first.checkpoint,
+        "protocol": first.protocol,
+        "protocol_hash": first.protocol_hash,
+        "sfbench_version": provenance.versions()["sfbench"],
+        **aggregate(records),
+    }
+    write_json_atomic(run_dir / SUMMARY, summary)
+    return summary
+
+
+def run_eval(cfg: DictConfig) -> tuple[Path, dict]:
+    """Run (or resume) the evaluation described by ``cfg``; return the run dir and summary."""
+    spec, shards = make_run_spec(cfg)
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    (spec.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    write_json_atomic(spec.run_dir / "protocol.json", {"hash": spec.protocol.hash, **spec.protocol.to_dict()})
+    log.info("Run %s: %d shards -> %s", spec.run_id, len(shards), spec.run_dir)
+    launch(cfg.launcher.name, spec, shards, progress=cfg.eval.progress)
+    return spec.run_dir, summarize(spec.run_dir)
