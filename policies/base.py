@@ -38,16 +38,19 @@ class Policy(abc.ABC):
     """A policy adapter. Owns its conventions (normalisation, gripper sign, image transforms).
 
     Subclasses set ``name`` (the ``policy=<name>`` CLI choice, equal to the module stem) and
-    implement :meth:`reset`, :meth:`act` and :attr:`requirements`.
+    ``config_class`` (the dataclass built from ``configs/policy/<name>.yaml``, passed to
+    ``__init__``), and implement :meth:`reset`, :meth:`act` and :attr:`requirements`.
     """
 
     name: ClassVar[str]
+    config_class: ClassVar[type]
     action_dim: ClassVar[int] = 7
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if not getattr(cls, "__abstractmethods__", None) and not isinstance(cls.__dict__.get("name"), str):
-            raise TypeError(f"{cls.__name__} must define a class attribute `name`")
+        for attr, kind in (("name", str), ("config_class", type)):
+            if not isinstance(cls.__dict__.get(attr), kind):
+                raise TypeError(f"{cls.__name__} must define the class attribute `{attr}` ({kind.__name__})")
 
     @property
     @abc.abstractmethod

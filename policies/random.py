@@ -34,6 +34,7 @@ class RandomPolicy(Policy):
     """Samples each motion dimension in ``[-scale, scale]`` and the gripper in ``{-1, 1}``."""
 
     name = "random"
+    config_class = RandomConfig
 
     def __init__(self, config: RandomConfig | None = None):
         self.config = config or RandomConfig()
@@ -54,10 +55,3 @@ class RandomPolicy(Policy):
         chunk = self._rng.uniform(-c.scale, c.scale, (c.chunk_size, self.action_dim))
         chunk[:, -1] = self._rng.choice([-1.0, 1.0], size=c.chunk_size)
         return chunk.astype(np.float32)
-
-
-def make_policy(config: dict[str, Any]) -> RandomPolicy:
-    """Build from the ``policy`` config group."""
-    from sfbench.policies import make_config
-
-    return RandomPolicy(make_config(RandomConfig, config, what="random policy"))

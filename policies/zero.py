@@ -34,6 +34,7 @@ class ZeroPolicy(Policy):
     """Returns zero motion with a constant gripper command."""
 
     name = "zero"
+    config_class = ZeroConfig
 
     def __init__(self, config: ZeroConfig | None = None):
         self.config = config or ZeroConfig()
@@ -51,10 +52,3 @@ class ZeroPolicy(Policy):
         chunk = np.zeros((self.config.chunk_size, self.action_dim), dtype=np.float32)
         chunk[:, -1] = self.config.gripper
         return chunk
-
-
-def make_policy(config: dict[str, Any]) -> ZeroPolicy:
-    """Build from the ``policy`` config group."""
-    from sfbench.policies import make_config
-
-    return ZeroPolicy(make_config(ZeroConfig, config, what="zero policy"))

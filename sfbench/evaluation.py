@@ -13,7 +13,7 @@ from sfbench.aggregate import aggregate
 from sfbench.config import make_suite_config
 from sfbench.errors import InvalidConfig
 from sfbench.launcher import launch
-from sfbench.policies import make_config
+from sfbench.policies import make_config, make_policy_config
 from sfbench.protocol import Protocol
 from sfbench.records import load_records, write_json_atomic
 from sfbench.runner import RunSpec, make_run_id, plan_shards
@@ -51,6 +51,7 @@ def make_run_spec(cfg: DictConfig) -> tuple[RunSpec, list]:
     suite = make_suite_config(OmegaConf.to_container(cfg.suite))
     protocol = Protocol.from_dict(OmegaConf.to_container(cfg.protocol))
     policy = OmegaConf.to_container(cfg.policy)
+    make_policy_config(policy)
     tasks = list(range(suite.num_tasks)) if settings.tasks is None else list(settings.tasks)
     suite.check_task_ids(tasks)
     episodes = range(settings.first_episode, settings.first_episode + settings.episodes_per_task)

@@ -50,6 +50,13 @@ def _query(policy: Policy, obs: dict, action_dim: int) -> np.ndarray:
     return check_chunk(chunk, action_dim)
 
 
+def _reset_policy(policy: Policy, task: TaskSpec, seed: int) -> None:
+    try:
+        policy.reset(task, seed=seed)
+    except Exception as e:  # e.g. a task the policy cannot handle: recorded, never a silent miss
+        raise EpisodeFailure(f"policy_error: {type(e).__name__}: {e}") from e
+
+
 def _step(env: gym.Env, action: np.ndarray) -> tuple:
     try:
         return env.step(action)
@@ -78,11 +85,11 @@ def run_episode(
         obs, info = env.reset(seed=protocol.env_seed, options={"init_state_index": init_state_index})
     except Exception as e:
         return EpisodeOutcome(False, 0, time.perf_counter() - start, f"sim_error: {type(e).__name__}: {e}")
-    policy.reset(task, seed=seed)
     if record:
         frames.append(env.render())
     success = done = bool(info["is_success"])
     try:
+        _reset_policy(policy, task, seed)
         while not done:
             for action in _query(policy, obs, env.action_space.shape[0])[: protocol.open_loop_steps]:
                 obs, _, terminated, truncated, info = _step(env, action)

@@ -338,6 +338,14 @@ if [ "$CONF_CHANGED" = 1 ]; then
     fi
 fi
 
+# slurmctld refuses to start ("CLUSTER NAME MISMATCH") when ClusterName changed; this is a
+# throw-away test cluster, so accept the new name.
+if [ -f "$CTLD_STATE/clustername" ] && [ "$(cat "$CTLD_STATE/clustername")" != "$CLUSTER" ] \
+        && ! pid_alive "$CTLD_PID" slurmctld; then
+    log "ClusterName changed to $CLUSTER: removing $CTLD_STATE/clustername"
+    rm -f "$CTLD_STATE/clustername"
+fi
+
 if pid_alive "$CTLD_PID" slurmctld; then
     log "slurmctld already running (pid $(cat $CTLD_PID))"
 else

@@ -1,0 +1,42 @@
+# Setup and entry points. `make demo` and `make test` each do the whole setup on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+TORCH_VERSION ?= 2.13.0
+export MUJOCO_GL ?= egl
+
+.PHONY: install system-deps demo test test-fast clean
+
+# Debian packages for headless MuJoCo rendering through EGL on Mesa (imageio-ffmpeg ships ffmpeg).
+DEB_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libgles2
+system-deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml | system-deps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# The CPU build of torch, unless a torch is already there (an unpinned torch pulls CUDA wheels).
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==$(TORCH_VERSION)
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Evaluate the scripted expert on three libero_spatial tasks, print the summary and the leaderboard path.
+demo: install
+	$(VENV)/bin/sfbench eval suite=libero_spatial policy=scripted eval.tasks=[0,1,2] eval.episodes_per_task=3 eval.videos_per_task=1
+	$(VENV)/bin/sfbench leaderboard
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not sim and not slurm"
+
+clean:
+	rm -rf $(VENV) .pytest_cache

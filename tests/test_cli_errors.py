@@ -1,0 +1,37 @@
+"""Bad input: one line naming the bad value and the valid choices, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["eval", "suite=libero_spatail"], ["Unknown suite 'libero_spatail'", "Did you mean 'libero_spatial'", "libero_10"]),
+    (["eval", "eval.tasks=[0,12]"], ["Unknown task id for suite libero_spatial '12'", "0..9"]),
+    (["eval", "policy=openvla_x"], ["Unknown policy 'openvla_x'", "scripted", "zero"]),
+    (["eval", "protocol=oft"], ["Unknown protocol 'oft'", "libero_oft", "openpi"]),
+    (["eval", "launcher=mars"], ["Unknown launcher 'mars'", "local"]),
+    (["eval", "eval.episodes=3"], ["Unknown config key 'eval.episodes'", "eval.episodes_per_task"]),
+    (["eval", "eval.episodes_per_task=0"], ["eval.episodes_per_task=0", ">= 1"]),
+    (["eval", "eval.first_episode=45", "eval.episodes_per_task=10"], ["50 init states"]),
+    (["eval", "policy=zero", "policy.chunk=3"], ["Unknown config key 'policy.chunk'", "policy.chunk_size"]),
+    (["eval", "policy=random", "policy.scale=3"], ["scale must be in [0, 1], got 3"]),
+    (["eval", "suite"], ["Bad override 'suite'"]),
+    (["evaluate"], ["Unknown command 'evaluate'", "eval"]),
+    (["leaderboard", "dir=x"], ["Unknown leaderboard option 'dir'", "results_dir"]),
+])
+def test_bad_input_is_one_clear_line_with_exit_2(args, expected):
+    proc = run_cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1, f"expected one line, got: {proc.stderr}"
+    for text in expected:
+        assert text in err[0], err[0]
+
+
+def test_help_lists_the_commands():
+    proc = run_cli("--help")
+    assert proc.returncode == 0 and "eval" in proc.stdout and "leaderboard" in proc.stdout

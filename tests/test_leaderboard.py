@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import csv
+import shutil
+from dataclasses import replace
+
+from sfbench.leaderboard import write_leaderboard
+from sfbench.records import RECORDS_DIR, append_record
+from tests.conftest import REPO
+from tests.test_aggregate import rec
+
+
+def write_run(results, run_id, records):
+    for r in records:
+        append_record(results / "runs" / run_id / RECORDS_DIR / "x.jsonl", replace(r, run_id=run_id))
+
+
+def read(path):
+    return list(csv.DictReader(path.open()))
+
+
+def test_measured_rows_never_merge_protocols_and_overall_is_the_mean(tmp_path):
+    suites = ["libero_spatial", "libero_object", "libero_goal", "libero_10"]
+    for i, suite in enumerate(suites):  # suite i: i of 4 episodes succeed
+        write_run(tmp_path, f"a{i}", [replace(rec(0, ep, ep < i, suite=suite), protocol_hash="h1") for ep in range(4)])
+    write_run(tmp_path, "b", [replace(rec(0, 0, True, suite="libero_spatial"), protocol_hash="h2")])
+    rows = read(write_leaderboard(tmp_path))
+    spatial = [r for r in rows if r["suite"] == "libero_spatial"]
+    assert sorted((r["protocol_hash"], r["n_episodes"]) for r in spatial) == [("h1", "4"), ("h2", "1")]
+    (overall,) = [r for r in rows if r["suite"] == "libero_overall"]
+    assert float(overall["success_rate"]) == (0 + 0.25 + 0.5 + 0.75) / 4
+    assert overall["protocol_hash"] == "h1" and overall["source"] == "measured"
+
+
+def test_paper_rows_come_from_results_reference(tmp_path):
+    shutil.copytree(REPO / "results" / "reference", tmp_path / "reference")
+    rows = read(write_leaderboard(tmp_path))
+    sf = {r["suite"]: r for r in rows if r["policy"].startswith("Spatial Forcing")}
+    assert float(sf["libero_spatial"]["success_rate"]) == 0.994
+    assert float(sf["libero_overall"]["success_rate"]) == 0.985
+    assert sf["libero_10"]["n_episodes"] == "500" and sf["libero_10"]["source"] == "paper"
+    assert {r["policy"] for r in rows} >= {"OpenVLA-OFT", "GeoVLA", "3D-CAVLA", "SpatialVLA", "pi0"}

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from sfbench.config import group_choices, load_protocol, load_suite
+from sfbench.errors import InvalidConfig, UnknownChoice
+
+
+def test_libero_oft_constants_match_the_openvla_oft_protocol():
+    p = load_protocol("libero_oft")
+    assert p.max_steps == {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300,
+                           "libero_10": 520, "libero_90": 400}
+    assert (p.num_steps_wait, p.wait_action) == (10, (0, 0, 0, 0, 0, 0, -1))
+    assert (p.env_seed, p.global_seed, p.render_size, p.rotate_180) == (0, 7, 256, True)
+    assert (p.policy_image_size, p.center_crop_area, p.open_loop_steps) == (224, 0.9, 8)
+
+
+def test_hash_changes_with_any_score_changing_constant():
+    p = load_protocol("libero_oft")
+    assert replace(p, open_loop_steps=5).hash != p.hash
+    assert replace(p, description="other words").hash == p.hash
+    assert load_protocol("openpi").hash != p.hash
+
+
+def test_unknown_suite_in_protocol_is_an_error_not_a_default():
+    with pytest.raises(InvalidConfig, match="libero_mine"):
+        load_protocol("libero_oft").max_steps_for("libero_mine")
+
+
+@pytest.mark.parametrize("suite", group_choices("suite"))
+def test_every_suite_has_a_step_budget_in_every_protocol(suite):
+    for name in group_choices("protocol"):
+        assert load_protocol(name).max_steps_for(load_suite(suite).protocol_suite) > 0
+
+
+def test_suite_alias_and_unknown_suite():
+    assert load_suite("libero_long").name == "libero_10"
+    with pytest.raises(UnknownChoice, match="Did you mean 'libero_spatial'"):
+        load_suite("libero_spatail")
