@@ -16,6 +16,8 @@ USAGE = """usage: sfbench <command> [key=value ...]
 
 commands:
   eval          evaluate a policy:  sfbench eval suite=libero_spatial policy=scripted eval.tasks=[0,1]
+  status        shards of a run: done / running / failed / missing:  sfbench status run=<run_id>
+  merge         aggregate a run, list missing episodes and the command that finishes them
   leaderboard   write results/leaderboard.csv from results/runs and results/reference
   suites        list the suites and their task counts
 
@@ -33,9 +35,56 @@ def cmd_eval(overrides: list[str]) -> None:
     from sfbench.compose import compose_config
     from sfbench.evaluation import run_eval
 
-    run_dir, summary = run_eval(compose_config("eval", overrides))
+    spec, summary = run_eval(compose_config("eval", overrides), overrides)
+    if summary is None:
+        _out(f"submitted run {spec.run_id}\n  status: sfbench status run={spec.run_id} output_dir={spec.run_dir.parent}"
+             f"\n  merge:  sfbench merge run={spec.run_id} output_dir={spec.run_dir.parent}")
+        return
     _out(format_summary(summary))
-    _out(f"records: {run_dir / 'records'}\nsummary: {run_dir / 'summary.json'}")
+    _out(f"records: {spec.run_dir / 'records'}\nsummary: {spec.run_dir / 'summary.json'}")
+
+
+def _run_dir(overrides: list[str]) -> Path:
+    """``run=<id>`` [``output_dir=<dir>``] -> the run directory."""
+    opts = {"output_dir": "results/runs"}
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        if key not in ("run", "output_dir") or not sep:
+            raise UnknownChoice("option", o, ["run=<run_id>", "output_dir=<dir>"])
+        opts[key] = value
+    if "run" not in opts:
+        raise SfbenchError("Missing run=<run_id> (see results/runs/ for run ids)")
+    return Path(opts["output_dir"]) / opts["run"]
+
+
+def cmd_status(overrides: list[str]) -> None:
+    """Print each shard of a run: done / running / failed / missing, with its job id."""
+    from collections import Counter
+
+    from sfbench.runs import shard_status
+
+    rows = shard_status(_run_dir(overrides))
+    for r in rows:
+        _out(f"task {r.task_id:>3} episodes {r.episodes[0]:>3}-{r.episodes[-1]:<3} {r.state:<8} "
+             f"{r.recorded}/{len(r.episodes)} recorded  job {r.job_id or '-'} {r.job_state or ''}".rstrip())
+    counts = Counter(r.state for r in rows)
+    _out(", ".join(f"{counts[s]} {s}" for s in ("done", "running", "failed", "missing")))
+
+
+def cmd_merge(overrides: list[str]) -> None:
+    """Aggregate a run's shards, list missing episodes and the command that finishes them."""
+    from sfbench.aggregate import format_summary
+    from sfbench.runs import finish_command, merge
+
+    run_dir = _run_dir(overrides)
+    summary, missing = merge(run_dir)
+    _out(format_summary(summary))
+    _out(f"summary: {run_dir / 'summary.json'}")
+    if missing:
+        listed = ", ".join(f"task {t} ep {e}" for t, e in missing[:20]) + (" ..." if len(missing) > 20 else "")
+        _out(f"missing {len(missing)} episodes: {listed}\nfinish with: {finish_command(run_dir)}")
+    else:
+        _out("complete: every planned episode is recorded exactly once")
 
 
 def cmd_leaderboard(overrides: list[str]) -> None:
@@ -65,6 +114,8 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "eval": cmd_eval,
     "leaderboard": cmd_leaderboard,
     "suites": cmd_suites,
+    "status": cmd_status,
+    "merge": cmd_merge,
 }
 
 

@@ -12,7 +12,7 @@ from sfbench import provenance
 from sfbench.aggregate import aggregate
 from sfbench.config import make_suite_config
 from sfbench.errors import InvalidConfig
-from sfbench.launcher import launch
+from sfbench.launcher import LauncherConfig, launch
 from sfbench.policies import make_config, make_policy_config
 from sfbench.protocol import Protocol
 from sfbench.records import load_records, write_json_atomic
@@ -85,12 +85,34 @@ def summarize(run_dir: Path) -> dict:
     return summary
 
 
-def run_eval(cfg: DictConfig) -> tuple[Path, dict]:
-    """Run (or resume) the evaluation described by ``cfg``; return the run dir and summary."""
+def _check_same_run(spec: RunSpec) -> None:
+    """Refuse to add episodes of another policy or protocol to an existing run."""
+    for rec in load_records(spec.run_dir)[:1]:
+        if (rec.policy, rec.protocol_hash) != (spec.policy["name"], spec.protocol.hash):
+            raise InvalidConfig(
+                f"Run {spec.run_id} holds {rec.policy} episodes under protocol {rec.protocol} ({rec.protocol_hash}); "
+                f"this command asks for {spec.policy['name']} under {spec.protocol.name} ({spec.protocol.hash}). "
+                "Use another run_id."
+            )
+
+
+def run_eval(cfg: DictConfig, overrides: list[str]) -> tuple[RunSpec, dict | None]:
+    """Run, resume or submit the evaluation described by ``cfg``.
+
+    Returns the run spec and its summary, or None for a submitted run that was not waited for.
+    ``overrides`` are saved so that ``sfbench merge`` can print the command that finishes the run.
+    """
     spec, shards = make_run_spec(cfg)
+    launcher = make_config(LauncherConfig, OmegaConf.to_container(cfg.launcher), what="launcher")
+    _check_same_run(spec)
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     (spec.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     write_json_atomic(spec.run_dir / "protocol.json", {"hash": spec.protocol.hash, **spec.protocol.to_dict()})
+    command = [o for o in overrides if not o.startswith("run_id=")] + [f"run_id={spec.run_id}"]
+    write_json_atomic(spec.run_dir / "command.json", {
+        "overrides": command, "shards": [{"task_id": s.task_id, "episodes": list(s.episodes)} for s in shards]})
     log.info("Run %s: %d shards -> %s", spec.run_id, len(shards), spec.run_dir)
-    launch(cfg.launcher.name, spec, shards, progress=cfg.eval.progress)
-    return spec.run_dir, summarize(spec.run_dir)
+    launch(launcher, spec, shards, progress=cfg.eval.progress)
+    if launcher.wait or launcher.name in ("local", "debug"):
+        return spec, summarize(spec.run_dir)
+    return spec, None

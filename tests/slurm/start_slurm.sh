@@ -5,7 +5,7 @@
 #
 #   tests/slurm/start_slurm.sh                 # munge + mariadb + slurmdbd + slurmctld + slurmd
 #   SFBENCH_SLURM_ACCOUNTING=0 tests/slurm/start_slurm.sh   # no slurmdbd/mariadb (sacct won't work)
-#   tests/slurm/start_slurm.sh --clean         # also wipe saved job state (fresh job ids)
+#   tests/slurm/start_slurm.sh --clean         # also wipe saved job state + accounting DB (fresh job ids)
 #
 # Environment knobs (all optional):
 #   SFBENCH_SLURM_ACCOUNTING  1 (default): run slurmdbd + MariaDB so that `sacct`
@@ -64,7 +64,7 @@ pid_alive() {
 
 # wait_for SECONDS DESCRIPTION CMD...: poll CMD every 0.5 s
 wait_for() {
-    local secs=$1 what=$2; shift 2
+    local secs=$1; shift 2   # $2: description (for readability of the call sites)
     local deadline=$(( $(date +%s) + secs ))
     while ! "$@" >/dev/null 2>&1; do
         if [ "$(date +%s)" -ge "$deadline" ]; then
@@ -293,6 +293,12 @@ EOF
         wait_for "$TIMEOUT" mariadb mariadb-admin --socket="$MYSQL_SOCK" ping \
             || fail_with_logs "mariadb did not come up" /var/log/mysql/error.log
     fi
+    if [ "$CLEAN" = 1 ]; then
+        # job ids restart at 1 after wiping slurmctld state: drop the old job records too
+        log "--clean: dropping the accounting database"
+        mariadb --socket="$MYSQL_SOCK" -uroot -e 'DROP DATABASE IF EXISTS slurm_acct_db' \
+            || die "could not drop slurm_acct_db"
+    fi
     mariadb --socket="$MYSQL_SOCK" -uroot <<EOF || die "could not create the slurm database user"
 CREATE DATABASE IF NOT EXISTS slurm_acct_db;
 CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$DB_PASS';
@@ -380,7 +386,7 @@ while :; do
     st=$(node_state || true)
     case "$st" in
         idle|mixed|allocated|completing) break ;;
-        *drain*|down|drained|fail*)
+        *drain*|down|fail*)
             if [ "$resumed" -lt 3 ]; then
                 log "node $NODE is '$st' ($(sinfo -h -N -n "$NODE" -o '%E' 2>/dev/null)); resuming"
                 scontrol update nodename="$NODE" state=resume 2>/dev/null || true
