@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 export MUJOCO_GL ?= egl
 
-.PHONY: install system-deps demo test test-fast clean
+.PHONY: install system-deps slurm-up slurm-down demo test test-fast clean
 
 # Debian packages for headless MuJoCo rendering through EGL on Mesa (imageio-ffmpeg ships ffmpeg).
 DEB_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libgles2
@@ -32,7 +32,15 @@ demo: install
 	$(VENV)/bin/sfbench eval suite=libero_spatial policy=scripted eval.tasks=[0,1,2] eval.episodes_per_task=3 eval.videos_per_task=1
 	$(VENV)/bin/sfbench leaderboard
 
-test: install
+# A real single-node SLURM (munge, MariaDB + slurmdbd for sacct, slurmctld, slurmd) on localhost.
+slurm-up:
+	@if [ "$$(id -u)" = 0 ]; then bash tests/slurm/start_slurm.sh; \
+	else echo "not root: cannot start SLURM here; tests marked slurm will be skipped"; fi
+
+slurm-down:
+	bash tests/slurm/stop_slurm.sh
+
+test: install slurm-up
 	$(PY) -m pytest -q
 
 test-fast: install

@@ -1,0 +1,104 @@
+"""Evaluation through a real SLURM cluster on localhost (marker ``slurm``; tests/slurm/start_slurm.sh)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = [pytest.mark.slurm, pytest.mark.sim]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm_cluster():
+    if shutil.which("sbatch") is None:
+        pytest.skip("no SLURM on this machine (run tests/slurm/start_slurm.sh as root)")
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
+    if "UP" not in ping.stdout:
+        pytest.skip(f"slurmctld is not running: {ping.stdout.strip() or ping.stderr.strip()}")
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for p in sorted((run_dir / "records").glob("*.jsonl")) for line in p.open()]
+
+
+def outcomes(run_dir: Path) -> dict:
+    return {(r["task_id"], r["episode_index"]): (r["success"], r["steps"], r["failure_reason"]) for r in records(run_dir)}
+
+
+def wait_until(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.time() + timeout_s
+    while not predicate():
+        assert time.time() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        time.sleep(0.5)
+
+
+def queue_empty(run_id: str) -> bool:
+    out = subprocess.run(["squeue", "-h", "-n", run_id, "-o", "%i"], capture_output=True, text=True)
+    return not out.stdout.strip()
+
+
+EVAL_2X2 = ["eval", "suite=libero_spatial", "policy=scripted", "eval.tasks=[0,1]", "eval.episodes_per_task=2",
+            "eval.episodes_per_shard=2", "eval.videos_per_task=0", "eval.progress=false"]
+
+
+def test_slurm_run_equals_local_run(tmp_path):
+    local = run_cli(*EVAL_2X2, f"output_dir={tmp_path}", "run_id=local")
+    assert local.returncode == 0, local.stderr[-2000:]
+    slurm = run_cli(*EVAL_2X2, f"output_dir={tmp_path}", "run_id=slurm", "launcher=slurm", "launcher.wait=true",
+                    "launcher.poll_s=1")
+    assert slurm.returncode == 0, slurm.stderr[-2000:]
+    assert outcomes(tmp_path / "slurm") == outcomes(tmp_path / "local")
+    assert len(outcomes(tmp_path / "slurm")) == 4
+    assert all(r["job_id"] and "_" in r["job_id"] for r in records(tmp_path / "slurm")), "array task ids recorded"
+    summary = {k: json.loads((tmp_path / k / "summary.json").read_text()) for k in ("local", "slurm")}
+    assert summary["slurm"]["tasks"] == summary["local"]["tasks"]
+
+
+def test_cancelled_array_task_is_resubmitted_and_every_episode_recorded_once(tmp_path):
+    args = ["eval", "suite=libero_object", "policy=zero", "eval.tasks=[0,1]", "eval.episodes_per_task=3",
+            "eval.episodes_per_shard=3", "eval.videos_per_task=0", "eval.progress=false", f"output_dir={tmp_path}",
+            "run_id=fault", "launcher=slurm"]
+    submitted = run_cli(*args)
+    assert submitted.returncode == 0 and "submitted run fault" in submitted.stdout, submitted.stderr[-2000:]
+    run_dir = tmp_path / "fault"
+    (job,) = [j["job_id"] for j in json.loads((run_dir / "jobs.json").read_text()) if j["task_id"] == 1]
+    wait_until(lambda: any(r["task_id"] == 1 for r in records(run_dir)), 300, "a first episode of task 1")
+    subprocess.run(["scancel", job], check=True)
+    wait_until(lambda: queue_empty("fault"), 300, "the array to leave the queue")
+    status = run_cli("status", "run=fault", f"output_dir={tmp_path}")
+    assert "failed" in status.stdout and job in status.stdout, status.stdout
+    merged = run_cli("merge", "run=fault", f"output_dir={tmp_path}")
+    assert "finish with: sfbench eval" in merged.stdout, merged.stdout
+
+    resumed = run_cli(*args, "launcher.wait=true", "launcher.poll_s=1")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    jobs = json.loads((run_dir / "jobs.json").read_text())
+    assert [j["task_id"] for j in jobs] == [0, 1, 1], "only the cancelled shard is resubmitted"
+    keys = [(r["task_id"], r["episode_index"]) for r in records(run_dir)]
+    assert sorted(keys) == [(t, e) for t in (0, 1) for e in range(3)], "every episode exactly once"
+    assert "complete" in run_cli("merge", "run=fault", f"output_dir={tmp_path}").stdout
+
+
+def test_timeout_signal_requeues_the_shard_which_resumes(tmp_path):
+    args = ["eval", "suite=libero_object", "policy=zero", "eval.tasks=[2]", "eval.episodes_per_task=3",
+            "eval.episodes_per_shard=3", "eval.videos_per_task=0", "eval.progress=false", f"output_dir={tmp_path}",
+            "run_id=requeue", "launcher=slurm"]
+    assert run_cli(*args).returncode == 0
+    run_dir = tmp_path / "requeue"
+    (job,) = [j["job_id"] for j in json.loads((run_dir / "jobs.json").read_text())]
+    wait_until(lambda: len(records(run_dir)) >= 1, 300, "the first episode")
+    first = records(run_dir)[0]
+    subprocess.run(["scancel", job, "--signal", "USR2"], check=True)  # what SLURM sends before a timeout
+    wait_until(lambda: len(records(run_dir)) == 3 and queue_empty("requeue"), 400, "the requeued shard to finish")
+    final = records(run_dir)
+    assert sorted(r["episode_index"] for r in final) == [0, 1, 2], "every episode exactly once"
+    assert final[0] == first, "the finished episode was not run again"
+    log = "".join(p.read_text() for p in (run_dir / "submitit").glob("*_log.*"))
+    assert "Requeued job" in log or "requeued" in log.lower(), "submitit checkpointed and requeued the shard"
