@@ -1,6 +1,7 @@
 """Benchmarks as Gymnasium environments (installed as ``sfbench.envs``).
 
-``make_env`` imports ``sfbench.envs.<benchmark>`` by name, so adding a benchmark is one module
+``make_env`` imports ``sfbench.envs.<benchmark>`` by name (or ``<benchmark>`` itself when it is a
+dotted module path, for benchmarks that live outside sfbench), so adding a benchmark is one module
 plus one YAML per suite. Every (suite, task) is also a registered Gymnasium id
 ``sfbench/<suite>-task<k>-v0`` built with the ``libero_oft`` protocol unless ``protocol=`` is given.
 """
@@ -14,15 +15,28 @@ import gymnasium as gym
 
 from sfbench.config import SuiteConfig, group_choices, load_protocol, load_suite
 from sfbench.protocol import Protocol
+from sfbench.task import TaskSpec
 
-__all__ = ["make_env", "gym_id", "register_envs"]
+__all__ = ["make_env", "task_spec", "gym_id", "register_envs"]
+
+
+def benchmark_module(suite: SuiteConfig) -> Any:
+    """The module that builds ``suite``'s envs."""
+    name = suite.benchmark if "." in suite.benchmark else f"sfbench.envs.{suite.benchmark}"
+    return importlib.import_module(name)
 
 
 def make_env(suite: SuiteConfig, task_id: int, protocol: Protocol, **kwargs: Any) -> gym.Env:
     """Build the env of one task of ``suite`` under ``protocol`` (simulator created lazily)."""
     suite.check_task_ids([task_id])
-    module = importlib.import_module(f"sfbench.envs.{suite.benchmark}")
+    module = benchmark_module(suite)
     return module.make_env(suite.name, task_id, protocol, protocol_suite=suite.protocol_suite, **kwargs)
+
+
+def task_spec(suite: SuiteConfig, task_id: int) -> TaskSpec:
+    """The static description (name, instruction, goal) of one task of ``suite``."""
+    suite.check_task_ids([task_id])
+    return benchmark_module(suite).task_spec(suite.name, task_id)
 
 
 def gym_id(suite: str, task_id: int) -> str:

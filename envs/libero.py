@@ -10,7 +10,10 @@ import contextlib
 import io
 import logging
 import os
+import signal
 import string
+import threading
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -108,6 +111,26 @@ def task_spec(suite: str, task_id: int) -> TaskSpec:
         objects=flat(problem["objects"]),
         fixtures=flat(problem["fixtures"]),
     )
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends (main thread only).
+
+    LIBERO's ``ControlEnv.reset`` retries in a ``try/finally: continue`` loop, which silently
+    discards *any* exception raised inside it, KeyboardInterrupt included: a Ctrl-C that lands
+    during a reset (seconds long, it rebuilds the render context) would be lost. Held here, the
+    signal is delivered right after the reset returns.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def quat_to_axis_angle(quat_xyzw: np.ndarray) -> np.ndarray:
@@ -266,6 +289,7 @@ class LiberoEnv(gym.Env):
 
     # --------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Seed, restore init state ``options["init_state_index"]`` and run the wait steps."""
         super().reset(seed=seed)
         env = self._ensure_sim()
         index = int((options or {}).get("init_state_index", 0))
@@ -276,7 +300,8 @@ class LiberoEnv(gym.Env):
         # RNG at every reset. Re-seeding before each reset makes an episode independent of the
         # episodes run before it in the same process, so shards, resumes and workers agree.
         env.seed(self.protocol.env_seed if seed is None else seed)
-        env.reset()
+        with _signals_held():
+            env.reset()
         raw = env.set_init_state(states[index])
         wait = np.asarray(self.protocol.wait_action, dtype=np.float64)
         for _ in range(self.protocol.num_steps_wait):
@@ -285,6 +310,7 @@ class LiberoEnv(gym.Env):
         return self._observation(raw), {"is_success": bool(env.check_success()), "init_state_index": index}
 
     def step(self, action: np.ndarray):
+        """One control step; terminates on success, truncates at the protocol's ``max_steps``."""
         env = self._ensure_sim()
         raw, reward, done, _ = env.step(np.asarray(action, dtype=np.float64))
         self._steps += 1
@@ -302,6 +328,7 @@ class LiberoEnv(gym.Env):
         return np.concatenate(frames, axis=1)
 
     def close(self) -> None:
+        """Release the simulator and its render context."""
         if self._sim_env is not None:
             self._sim_env.close()
             self._sim_env = None

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from sfbench.constants import VIEWS
+from sfbench.errors import SfbenchError
 from sfbench.task import TaskSpec
 
 
@@ -34,6 +35,10 @@ class Requirements:
             raise ValueError(f"Unknown views {bad}; valid views: {list(VIEWS)}")
 
 
+class UnsupportedTask(SfbenchError):
+    """A task this policy cannot attempt (e.g. a goal a scripted expert has no skill for)."""
+
+
 class Policy(abc.ABC):
     """A policy adapter. Owns its conventions (normalisation, gripper sign, image transforms).
 
@@ -45,6 +50,8 @@ class Policy(abc.ABC):
     name: ClassVar[str]
     config_class: ClassVar[type]
     action_dim: ClassVar[int] = 7
+    # True when act() keeps no per-episode state, so one instance can answer a batch of episodes.
+    batchable: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -64,6 +71,13 @@ class Policy(abc.ABC):
     @abc.abstractmethod
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         """Return an action chunk of shape ``(chunk, action_dim)`` for the current observation."""
+
+    def act_batch(self, obs_batch: list[dict[str, Any]]) -> list[np.ndarray]:
+        """Action chunks for several episodes at once (only called when ``batchable``).
+
+        Override with a real batched forward pass; the default answers one by one.
+        """
+        return [self.act(obs) for obs in obs_batch]
 
     @property
     def checkpoint_id(self) -> str:

@@ -35,6 +35,7 @@ class ZeroPolicy(Policy):
 
     name = "zero"
     config_class = ZeroConfig
+    batchable = True
 
     def __init__(self, config: ZeroConfig | None = None):
         self.config = config or ZeroConfig()

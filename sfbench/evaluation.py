@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from sfbench import provenance
 from sfbench.aggregate import aggregate
 from sfbench.config import make_suite_config
+from sfbench.envs import task_spec
 from sfbench.errors import InvalidConfig
 from sfbench.launcher import LauncherConfig, launch
 from sfbench.policies import make_config, make_policy_config
@@ -31,12 +32,14 @@ class EvalSettings:
     first_episode: int = 0
     videos_per_task: int = 1
     episodes_per_shard: int = 10
+    num_workers: int = 1
     progress: bool = True
 
     def __post_init__(self) -> None:
         problems = [
             f"eval.{k}={getattr(self, k)!r} (must be an integer >= {lo})"
-            for k, lo in [("episodes_per_task", 1), ("first_episode", 0), ("videos_per_task", 0), ("episodes_per_shard", 1)]
+            for k, lo in [("episodes_per_task", 1), ("first_episode", 0), ("videos_per_task", 0),
+                          ("episodes_per_shard", 1), ("num_workers", 1)]
             if not isinstance(getattr(self, k), int) or getattr(self, k) < lo
         ]
         if self.tasks is not None and not isinstance(self.tasks, list):
@@ -62,7 +65,10 @@ def make_run_spec(cfg: DictConfig) -> tuple[RunSpec, list]:
         )
     protocol.max_steps_for(suite.protocol_suite)
     run_id = cfg.run_id or make_run_id(policy, suite.name, protocol)
-    spec = RunSpec(run_id, Path(cfg.output_dir) / run_id, suite, protocol, policy, settings.videos_per_task)
+    specs = {t: task_spec(suite, t) for t in tasks}
+    spec = RunSpec(run_id, Path(cfg.output_dir) / run_id, suite, protocol, policy, settings.videos_per_task,
+                   settings.num_workers, {t: s.name for t, s in specs.items()},
+                   {t: s.instruction for t, s in specs.items()})
     return spec, plan_shards(tasks, episodes, settings.episodes_per_shard)
 
 

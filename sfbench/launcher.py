@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from sfbench.errors import InvalidConfig, SfbenchError, UnknownChoice
 from sfbench.records import EpisodeRecord, write_json_atomic
-from sfbench.runner import RunSpec, Shard, pending, run_shard
+from sfbench.runner import RunSpec, Shard, pending, run_shard, run_shards
 
 log = logging.getLogger(__name__)
 LAUNCHERS = ("local", "debug", "slurm")
@@ -126,7 +126,7 @@ def _record_jobs(spec: RunSpec, shards: list[Shard], jobs: list[Any]) -> None:
     history = load_jobs(spec.run_dir)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     history += [{"shard": s.name, "task_id": s.task_id, "episodes": list(s.episodes), "job_id": str(j.job_id),
-                 "submitted_at": now} for s, j in zip(shards, jobs)]
+                 "submitted_at": now} for s, j in zip(shards, jobs, strict=True)]
     write_json_atomic(path, history)
 
 
@@ -151,11 +151,10 @@ class _Progress:
 
 
 def launch_local(spec: RunSpec, shards: list[Shard], cfg: LauncherConfig, *, progress: bool) -> list[Any]:
-    """Run ``shards`` sequentially here, with one progress bar over the pending episodes."""
+    """Run ``shards`` here on ``eval.num_workers`` env workers, with one progress bar."""
     bar = _Progress(spec, shards, progress)
     with bar.bar:
-        for shard in shards:
-            run_shard(spec, shard, bar.on_episode)
+        run_shards(spec, shards, num_workers=spec.num_workers, on_episode=bar.on_episode)
     return []
 
 
@@ -171,7 +170,10 @@ def _job_error(job: Any) -> str | None:
         exc = job.exception()
     except Exception as e:  # submitit raises for jobs that left no result (cancelled, killed)
         exc = e
-    return None if exc is None else f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    if exc is None:
+        return None
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def _wait(spec: RunSpec, shards: list[Shard], jobs: list[Any], cfg: LauncherConfig, progress: bool) -> None:

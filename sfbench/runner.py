@@ -8,17 +8,19 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sfbench import provenance
 from sfbench.config import SuiteConfig
 from sfbench.envs import make_env
-from sfbench.policies import Policy, make_policy
+from sfbench.policies import Requirements, make_policy, policy_class
 from sfbench.protocol import Protocol
 from sfbench.records import RECORDS_DIR, EpisodeRecord, append_record, load_records
-from sfbench.rollout import EpisodeOutcome, run_episode
+from sfbench.rollout import Episode, EpisodeOutcome, RolloutLoop
 from sfbench.video import annotate, write_mp4
+from sfbench.workers import make_slots
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,9 @@ class RunSpec:
     protocol: Protocol
     policy: dict[str, Any]
     videos_per_task: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
+    num_workers: int = 1
+    task_names: dict[int, str] = field(default_factory=dict)
+    instructions: dict[int, str] = field(default_factory=dict)
 
 
 def make_run_id(policy: dict[str, Any], suite: str, protocol: Protocol) -> str:
@@ -58,9 +62,8 @@ def make_run_id(policy: dict[str, Any], suite: str, protocol: Protocol) -> str:
 def plan_shards(task_ids: list[int], episodes: range, episodes_per_shard: int) -> list[Shard]:
     """Split every task's episodes into consecutive shards of at most ``episodes_per_shard``."""
     eps = list(episodes)
-    return [
-        Shard(t, tuple(eps[i : i + episodes_per_shard])) for t in task_ids for i in range(0, len(eps), episodes_per_shard)
-    ]
+    step = episodes_per_shard
+    return [Shard(t, tuple(eps[i : i + step])) for t in task_ids for i in range(0, len(eps), step)]
 
 
 def pending(spec: RunSpec, shard: Shard) -> list[int]:
@@ -69,33 +72,31 @@ def pending(spec: RunSpec, shard: Shard) -> list[int]:
     return [e for e in shard.episodes if (spec.suite.name, shard.task_id, e) not in done]
 
 
-def _make_task_env(spec: RunSpec, task_id: int, policy: Policy) -> Any:
-    req = policy.requirements
-    return make_env(
-        spec.suite, task_id, spec.protocol, views=req.views, depth=req.depth, privileged=req.privileged
-    )
+def make_task_env(spec: RunSpec, requirements: Requirements, task_id: int) -> Any:
+    """The env of one task of the run, rendering only what the policy requires (picklable via partial)."""
+    return make_env(spec.suite, task_id, spec.protocol, views=requirements.views, depth=requirements.depth,
+                    privileged=requirements.privileged)
 
 
-def _save_video(spec: RunSpec, task_id: int, episode: int, out: EpisodeOutcome, instruction: str) -> str:
+def _save_video(spec: RunSpec, episode: Episode, out: EpisodeOutcome, instruction: str) -> str:
     verdict = "SUCCESS" if out.success else f"FAILURE ({out.failure_reason or 'budget exhausted'})"
-    text = f"{verdict} after {out.steps} steps - task {task_id}, episode {episode}"
-    path = spec.run_dir / "videos" / f"task{task_id:03d}_ep{episode:04d}.mp4"
+    text = f"{verdict} after {out.steps} steps - task {episode.task_id}, episode {episode.index}"
+    path = spec.run_dir / "videos" / f"task{episode.task_id:03d}_ep{episode.index:04d}.mp4"
     write_mp4(path, annotate(out.frames, instruction, text, out.success))
     return str(path.relative_to(spec.run_dir))
 
 
-def _record(spec: RunSpec, policy: Policy, env: Any, episode: int, out: EpisodeOutcome, video: str | None):
-    task = env.unwrapped.spec_task
+def _record(spec: RunSpec, checkpoint: str, episode: Episode, out: EpisodeOutcome, video: str | None):
     return EpisodeRecord(
         run_id=spec.run_id,
         policy=spec.policy["name"],
-        checkpoint=policy.checkpoint_id,
+        checkpoint=checkpoint,
         suite=spec.suite.name,
-        task_id=task.task_id,
-        task_name=task.name,
-        episode_index=episode,
-        init_state_index=episode,
-        seed=spec.protocol.global_seed + episode,
+        task_id=episode.task_id,
+        task_name=spec.task_names[episode.task_id],
+        episode_index=episode.index,
+        init_state_index=episode.index,
+        seed=episode.seed,
         protocol=spec.protocol.name,
         protocol_hash=spec.protocol.hash,
         success=out.success,
@@ -110,38 +111,44 @@ def _record(spec: RunSpec, policy: Policy, env: Any, episode: int, out: EpisodeO
     )
 
 
-def run_shard(spec: RunSpec, shard: Shard, on_episode: Callable[[EpisodeRecord], None] | None = None) -> int:
-    """Run the episodes of ``shard`` that are not recorded yet; return how many were run.
+def run_shards(
+    spec: RunSpec,
+    shards: list[Shard],
+    *,
+    num_workers: int = 1,
+    on_episode: Callable[[EpisodeRecord], None] | None = None,
+) -> int:
+    """Run the unrecorded episodes of ``shards`` on ``num_workers`` env workers; return how many ran.
 
-    Each finished episode is appended to ``records/<shard>.jsonl`` at once, so an interrupted
-    shard loses at most the episode in flight. A simulator error closes and rebuilds the env.
+    Each finished episode is appended to ``records/<shard>.jsonl`` at once, so an interrupted run
+    loses at most the episodes in flight.
     """
-    todo = pending(spec, shard)
-    if not todo:
+    work = [(shard, e) for shard in shards for e in pending(spec, shard)]
+    if not work:
         return 0
-    policy = make_policy(spec.policy)
-    env = _make_task_env(spec, shard.task_id, policy)
-    records_path = spec.run_dir / RECORDS_DIR / f"{shard.name}.jsonl"
+    shard_of = {(s.task_id, e): s for s, e in work}
+    episodes = [Episode(s.task_id, e, spec.protocol.global_seed + e, e < spec.videos_per_task) for s, e in work]
+    n = max(1, min(num_workers, len(episodes)))
+    policies = [make_policy(spec.policy) for _ in range(1 if policy_class(spec.policy["name"]).batchable else n)]
+    policies = policies * n if len(policies) == 1 else policies
+    slots = make_slots(partial(make_task_env, spec, policies[0].requirements), spec.protocol, n)
+
+    def done(episode: Episode, out: EpisodeOutcome) -> None:
+        instruction = spec.instructions[episode.task_id]
+        video = _save_video(spec, episode, out, instruction) if out.frames else None
+        rec = _record(spec, policies[0].checkpoint_id, episode, out, video)
+        append_record(spec.run_dir / RECORDS_DIR / f"{shard_of[(episode.task_id, episode.index)].name}.jsonl", rec)
+        if on_episode:
+            on_episode(rec)
+
     try:
-        for episode in todo:
-            record_video = episode < spec.videos_per_task
-            out = run_episode(
-                env,
-                policy,
-                env.unwrapped.spec_task,
-                spec.protocol,
-                init_state_index=episode,
-                seed=spec.protocol.global_seed + episode,
-                record=record_video,
-            )
-            video = _save_video(spec, shard.task_id, episode, out, env.unwrapped.spec_task.instruction) if out.frames else None
-            rec = _record(spec, policy, env, episode, out, video)
-            append_record(records_path, rec)
-            if on_episode:
-                on_episode(rec)
-            if out.failure_reason and out.failure_reason.startswith("sim_error"):
-                env.close()
-                env = _make_task_env(spec, shard.task_id, policy)
+        RolloutLoop(slots, policies, spec.protocol).run(episodes, done)
     finally:
-        env.close()
-    return len(todo)
+        for slot in slots:
+            slot.close()
+    return len(episodes)
+
+
+def run_shard(spec: RunSpec, shard: Shard, on_episode: Callable[[EpisodeRecord], None] | None = None) -> int:
+    """Run one shard in this process (what a cluster job does)."""
+    return run_shards(spec, [shard], num_workers=spec.num_workers, on_episode=on_episode)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import Any
 
 import gymnasium as gym
@@ -14,7 +12,7 @@ from sfbench.config import SuiteConfig
 from sfbench.protocol import Protocol
 from sfbench.task import TaskSpec
 
-FAKE_SUITE = SuiteConfig(name="fake_suite", benchmark="fake", protocol_suite="libero_spatial",
+FAKE_SUITE = SuiteConfig(name="fake_suite", benchmark="tests.fakes", protocol_suite="libero_spatial",
                          num_tasks=3, num_init_states=50)
 
 
@@ -28,8 +26,7 @@ class ReachEnv(gym.Env):
 
     def __init__(self, suite: str, task_id: int, protocol: Protocol, *, crash_at_step: int | None = None,
                  **_: Any):
-        self.spec_task = TaskSpec(suite=suite, task_id=task_id, name=f"reach_{task_id}",
-                                  instruction=f"reach target {task_id}")
+        self.spec_task = task_spec(suite, task_id)
         self.max_steps = protocol.max_steps_for("libero_spatial")
         self.crash_at_step = crash_at_step
         self.action_space = spaces.Box(-1.0, 1.0, (7,), dtype=np.float32)
@@ -60,12 +57,9 @@ class ReachEnv(gym.Env):
         return np.full((8, 16, 3), int(self.x * 100) % 255, dtype=np.uint8)
 
 
+def task_spec(suite: str, task_id: int) -> TaskSpec:
+    return TaskSpec(suite=suite, task_id=task_id, name=f"reach_{task_id}", instruction=f"reach target {task_id}")
+
+
 def make_env(suite: str, task_id: int, protocol: Protocol, **kwargs: Any) -> ReachEnv:
     return ReachEnv(suite, task_id, protocol, **kwargs)
-
-
-def install_fake_benchmark() -> None:
-    """Make ``sfbench.envs.fake`` importable, as a real benchmark module would be."""
-    module = types.ModuleType("sfbench.envs.fake")
-    module.make_env = make_env
-    sys.modules["sfbench.envs.fake"] = module

@@ -44,11 +44,17 @@ def test_eval_writes_records_summary_video_and_leaderboard(tmp_path):
     rerun = run_cli(*args)
     assert rerun.returncode == 0 and len(records_of(run_dir)) == 4, "a rerun resumes: nothing is redone"
 
+    parallel = run_cli(*args[:-1], "run_id=parallel", "eval.num_workers=2", "eval.videos_per_task=0")
+    assert parallel.returncode == 0, parallel.stderr[-2000:]
+    same = lambda rs: {(r["task_id"], r["episode_index"]): (r["success"], r["steps"]) for r in rs}  # noqa: E731
+    assert same(records_of(tmp_path / "runs" / "parallel")) == same(records), "2 workers = sequential, per episode"
+
     board = run_cli("leaderboard", f"results_dir={tmp_path}")
     assert board.returncode == 0, board.stderr
     rows = list(csv.DictReader((tmp_path / "leaderboard.csv").open()))
     (measured,) = [r for r in rows if r["source"] == "measured"]
-    assert (measured["policy"], measured["suite"], measured["n_episodes"]) == ("scripted", "libero_spatial", "4")
+    assert (measured["policy"], measured["suite"], measured["n_episodes"]) == ("scripted", "libero_spatial", "4"), \
+        "the two runs of one (policy, checkpoint, suite, protocol) cell merge by episode key"
     assert any(r["source"] == "paper" and r["policy"] == "OpenVLA-OFT" for r in rows)
 
 
@@ -62,7 +68,10 @@ def test_interrupted_run_keeps_finished_episodes_and_resumes(tmp_path):
     args = ["eval", "suite=libero_object", "policy=zero", "eval.tasks=[3]", "eval.episodes_per_task=3",
             "eval.videos_per_task=0", f"output_dir={tmp_path}", "run_id=int"]
     exe = Path(sys.executable).with_name("sfbench")
-    proc = subprocess.Popen([str(exe), *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell starts background jobs with SIGINT ignored, and children inherit that; restore the
+    # default so that the CLI sees the Ctrl-C a user would send.
+    proc = subprocess.Popen([str(exe), *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     records_dir = tmp_path / "int" / "records"
     deadline = time.time() + 300
     while time.time() < deadline and not any(p.stat().st_size for p in records_dir.glob("*.jsonl")):

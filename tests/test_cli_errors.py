@@ -8,7 +8,8 @@ from tests.conftest import run_cli
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["eval", "suite=libero_spatail"], ["Unknown suite 'libero_spatail'", "Did you mean 'libero_spatial'", "libero_10"]),
+    (["eval", "suite=libero_spatail"],
+     ["Unknown suite 'libero_spatail'", "Did you mean 'libero_spatial'", "libero_10"]),
     (["eval", "eval.tasks=[0,12]"], ["Unknown task id for suite libero_spatial '12'", "0..9"]),
     (["eval", "policy=openvla_x"], ["Unknown policy 'openvla_x'", "scripted", "zero"]),
     (["eval", "protocol=oft"], ["Unknown protocol 'oft'", "libero_oft", "openpi"]),

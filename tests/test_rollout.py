@@ -41,7 +41,7 @@ def towards_target(obs):
 
 def episode(policy, env=None, **kw):
     env = env or ReachEnv(FAKE_SUITE.name, 0, PROTOCOL)
-    return run_episode(env, policy, env.spec_task, PROTOCOL, init_state_index=kw.pop("init", 0), seed=7, **kw)
+    return run_episode(env, policy, PROTOCOL, task_id=0, init_state_index=kw.pop("init", 0), seed=7, **kw)
 
 
 def test_success_ends_the_episode_and_chunks_run_open_loop():

@@ -7,16 +7,17 @@ import pytest
 from sfbench.aggregate import aggregate
 from sfbench.config import load_protocol
 from sfbench.records import load_records
-from sfbench.runner import RunSpec, plan_shards, run_shard
-from tests.fakes import FAKE_SUITE, install_fake_benchmark
+from sfbench.runner import RunSpec, plan_shards, run_shard, run_shards
+from tests.fakes import FAKE_SUITE
 
 PROTOCOL = load_protocol("libero_oft")
 
 
 @pytest.fixture
 def spec(weird_tmp_path):
-    install_fake_benchmark()
-    return RunSpec("run", weird_tmp_path / "run", FAKE_SUITE, PROTOCOL, {"name": "zero"}, videos_per_task=1)
+    names = {t: f"reach_{t}" for t in range(FAKE_SUITE.num_tasks)}
+    return RunSpec("run", weird_tmp_path / "run", FAKE_SUITE, PROTOCOL, {"name": "zero"}, videos_per_task=1,
+                   task_names=names, instructions=names)
 
 
 def test_plan_shards_is_deterministic_and_covers_every_episode():
@@ -65,3 +66,29 @@ def test_interrupted_shard_keeps_finished_episodes(spec):
     assert lines == 5, "no episode was recorded twice"
     assert aggregate(load_records(spec.run_dir))["overall"]["n"] == 5
     json.dumps(aggregate(load_records(spec.run_dir)))
+
+
+def outcomes(run_dir):
+    return {r.key: (r.success, r.steps, r.failure_reason) for r in load_records(run_dir)}
+
+
+def test_parallel_workers_give_the_same_outcomes_as_sequential(spec):
+    from dataclasses import replace
+
+    shards = plan_shards([0, 1, 2], range(3), 2)
+    assert run_shards(spec, shards, num_workers=1) == 9
+    parallel = replace(spec, run_dir=spec.run_dir.parent / "parallel")
+    assert run_shards(parallel, shards, num_workers=3) == 9
+    assert outcomes(parallel.run_dir) == outcomes(spec.run_dir)
+    assert len({p.name for p in (parallel.run_dir / "records").glob("*.jsonl")}) == len(shards)
+
+
+def test_a_crashing_simulator_fails_its_episode_and_the_run_goes_on(spec):
+    from dataclasses import replace
+
+    crashing = replace(FAKE_SUITE, benchmark="tests.crashing_fake")
+    spec = replace(spec, suite=crashing)
+    (shard,) = plan_shards([0], range(3), 10)
+    assert run_shards(spec, [shard], num_workers=2) == 3
+    reasons = [r.failure_reason for r in load_records(spec.run_dir)]
+    assert reasons[0].startswith("sim_error: RuntimeError") and reasons[1:] == [None, None]

@@ -29,7 +29,8 @@ def records(run_dir: Path) -> list[dict]:
 
 
 def outcomes(run_dir: Path) -> dict:
-    return {(r["task_id"], r["episode_index"]): (r["success"], r["steps"], r["failure_reason"]) for r in records(run_dir)}
+    return {(r["task_id"], r["episode_index"]): (r["success"], r["steps"], r["failure_reason"])
+            for r in records(run_dir)}
 
 
 def wait_until(predicate, timeout_s: float, what: str) -> None:

@@ -18,7 +18,7 @@ def rollout(suite: str, task_id: int, init: int):
     req = policy.requirements
     env = make_env(load_suite(suite), task_id, PROTOCOL, views=req.views, privileged=req.privileged)
     try:
-        return run_episode(env, policy, env.spec_task, PROTOCOL, init_state_index=init, seed=7)
+        return run_episode(env, policy, PROTOCOL, task_id=task_id, init_state_index=init, seed=7)
     finally:
         env.close()
 
@@ -33,4 +33,4 @@ def test_expert_solves_libero_spatial_task0_within_the_protocol_budget():
 def test_expert_refuses_tasks_it_cannot_do_with_a_reason():
     out = rollout("libero_goal", 0, 0)  # "open the middle drawer of the cabinet"
     assert not out.success and out.steps == 0
-    assert out.failure_reason.startswith("policy_error: UnsupportedTask") and "open" in out.failure_reason
+    assert out.failure_reason.startswith("unsupported_task:") and "open" in out.failure_reason

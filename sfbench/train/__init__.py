@@ -1,0 +1,1 @@
+"""Training: datasets, the trainer loop, Spatial Forcing alignment and its frozen teachers."""
