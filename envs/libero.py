@@ -28,6 +28,7 @@ from sfbench.constants import (
     OBS_DEPTH,
     OBS_EXTRINSICS,
     OBS_INTRINSICS,
+    OBS_JOINTS,
     OBS_PRIVILEGED,
     OBS_PROPRIO,
     OBS_WRIST,
@@ -46,6 +47,9 @@ os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 # sfbench view name -> robosuite camera name.
 CAMERAS = {OBS_AGENTVIEW: "agentview", OBS_WRIST: "robot0_eye_in_hand"}
 INSTRUCTION_CHARSET = string.printable
+# Workspace fixtures that LIBERO's problem classes turn into the arena itself (no body of their
+# own), so they are not listed among a task's fixtures (libero/libero/envs/problems/*.py).
+ARENA_FIXTURES = frozenset({"table", "floor", "kitchen_table", "living_room_table", "study_table", "coffee_table"})
 
 
 def _quiet_import_libero() -> Any:
@@ -100,8 +104,7 @@ def task_spec(suite: str, task_id: int) -> TaskSpec:
     check_task_id(suite, task_id)
     task = _suite(suite).get_task(task_id)
     problem = robosuite_parse_problem(str(_bddl_path(suite, task_id)))
-    # The table is the arena itself (no body of its own), so it is not listed among fixtures.
-    flat = lambda groups: tuple(n for cat, names in groups.items() if cat != "table" for n in names)  # noqa: E731
+    flat = lambda groups: tuple(n for cat, names in groups.items() if cat not in ARENA_FIXTURES for n in names)  # noqa: E731
     return TaskSpec(
         suite=suite,
         task_id=task_id,
@@ -187,6 +190,7 @@ class LiberoEnv(gym.Env):
             view: spaces.Box(0, 255, (size, size, 3), dtype=np.uint8) for view in self.views
         }
         obs[OBS_PROPRIO] = spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), dtype=np.float32)
+        obs[OBS_JOINTS] = spaces.Box(-np.inf, np.inf, (7,), dtype=np.float32)
         obs["instruction"] = spaces.Text(max_length=1024, charset=INSTRUCTION_CHARSET)
         if self.depth:
             box = lambda shape, lo=-np.inf: spaces.Box(lo, np.inf, shape, dtype=np.float32)  # noqa: E731
@@ -240,6 +244,7 @@ class LiberoEnv(gym.Env):
         obs[OBS_PROPRIO] = np.concatenate(
             [raw["robot0_eef_pos"], quat_to_axis_angle(raw["robot0_eef_quat"]), raw["robot0_gripper_qpos"]]
         ).astype(np.float32)
+        obs[OBS_JOINTS] = np.asarray(raw["robot0_joint_pos"], dtype=np.float32)
         obs["instruction"] = self.spec_task.instruction
         if self.depth:
             obs |= self._geometry(raw)

@@ -16,6 +16,7 @@ USAGE = """usage: sfbench <command> [key=value ...]
 
 commands:
   eval          evaluate a policy:  sfbench eval suite=libero_spatial policy=scripted eval.tasks=[0,1]
+  collect       scripted-expert demos in LIBERO HDF5:  sfbench collect suite=libero_spatial collect.episodes_per_task=50
   status        shards of a run: done / running / failed / missing:  sfbench status run=<run_id>
   merge         aggregate a run, list missing episodes and the command that finishes them
   leaderboard   write results/leaderboard.csv from results/runs and results/reference
@@ -87,6 +88,19 @@ def cmd_merge(overrides: list[str]) -> None:
         _out("complete: every planned episode is recorded exactly once")
 
 
+def cmd_collect(overrides: list[str]) -> None:
+    """Collect scripted-expert demonstrations; print the expert's success table and the files."""
+    from sfbench.aggregate import format_summary
+    from sfbench.collect import run_collect
+    from sfbench.compose import compose_config
+
+    spec, summary = run_collect(compose_config("collect", overrides))
+    _out(format_summary(summary))
+    o = summary["overall"]
+    _out(f"kept {o['successes']} of {o['n']} demos (expert success {100 * o['success_rate']:.1f}%) "
+         f"in {spec.run_dir / 'demos'}")
+
+
 def cmd_leaderboard(overrides: list[str]) -> None:
     """Rebuild the leaderboard CSV."""
     from sfbench.leaderboard import write_leaderboard
@@ -112,6 +126,7 @@ def cmd_suites(overrides: list[str]) -> None:
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "eval": cmd_eval,
+    "collect": cmd_collect,
     "leaderboard": cmd_leaderboard,
     "suites": cmd_suites,
     "status": cmd_status,

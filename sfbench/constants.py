@@ -6,6 +6,8 @@ OBS_WRIST = "wrist"
 VIEWS = (OBS_AGENTVIEW, OBS_WRIST)
 # 8-D proprio: eef position (3) + eef axis-angle (3) + gripper joint positions (2).
 OBS_PROPRIO = "proprio"
+# 7 arm joint positions (rad), as LIBERO's datasets store them.
+OBS_JOINTS = "joint_states"
 # Per-view metric depth (H, W) float32 in metres, and 3x3 intrinsics / 4x4 camera-to-world extrinsics.
 OBS_DEPTH = "depth"
 OBS_INTRINSICS = "intrinsics"

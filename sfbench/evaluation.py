@@ -25,7 +25,7 @@ SUMMARY = "summary.json"
 
 @dataclass
 class EvalSettings:
-    """The ``eval`` section of ``configs/eval.yaml`` (see the comments there)."""
+    """The ``eval`` section of ``configs/eval.yaml`` (and ``collect`` of ``collect.yaml``)."""
 
     tasks: list[int] | None = None
     episodes_per_task: int = 50
@@ -48,9 +48,9 @@ class EvalSettings:
             raise InvalidConfig("Invalid " + "; ".join(problems))
 
 
-def make_run_spec(cfg: DictConfig) -> tuple[RunSpec, list]:
-    """Validate the composed config and plan the run's shards."""
-    settings = make_config(EvalSettings, OmegaConf.to_container(cfg.eval), what="eval")
+def make_run_spec(cfg: DictConfig, section: str = "eval") -> tuple[RunSpec, list]:
+    """Validate the composed config and plan the run's shards (episode settings under ``section``)."""
+    settings = make_config(EvalSettings, OmegaConf.to_container(cfg[section]), what=section)
     suite = make_suite_config(OmegaConf.to_container(cfg.suite))
     protocol = Protocol.from_dict(OmegaConf.to_container(cfg.protocol))
     policy = OmegaConf.to_container(cfg.policy)

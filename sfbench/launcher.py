@@ -136,7 +136,7 @@ def load_jobs(run_dir: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
-class _Progress:
+class ProgressBar:
     """One progress bar over the pending episodes of a run."""
 
     def __init__(self, spec: RunSpec, shards: list[Shard], enabled: bool):
@@ -145,6 +145,7 @@ class _Progress:
         self.wins = 0
 
     def on_episode(self, rec: EpisodeRecord) -> None:
+        """Advance by one finished episode and show the running success count."""
         self.wins += rec.success
         self.bar.update(1)
         self.bar.set_postfix(task=rec.task_id, success=f"{self.wins}/{self.bar.n}")
@@ -152,7 +153,7 @@ class _Progress:
 
 def launch_local(spec: RunSpec, shards: list[Shard], cfg: LauncherConfig, *, progress: bool) -> list[Any]:
     """Run ``shards`` here on ``eval.num_workers`` env workers, with one progress bar."""
-    bar = _Progress(spec, shards, progress)
+    bar = ProgressBar(spec, shards, progress)
     with bar.bar:
         run_shards(spec, shards, num_workers=spec.num_workers, on_episode=bar.on_episode)
     return []
@@ -178,7 +179,7 @@ def _job_error(job: Any) -> str | None:
 
 def _wait(spec: RunSpec, shards: list[Shard], jobs: list[Any], cfg: LauncherConfig, progress: bool) -> None:
     """Block until every job has ended, showing the recorded episodes; log failed jobs."""
-    bar = _Progress(spec, shards, progress)
+    bar = ProgressBar(spec, shards, progress)
     with bar.bar:
         if cfg.name == "debug":  # debug jobs run in this process when their result is asked for
             for job in jobs:

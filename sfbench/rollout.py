@@ -37,6 +37,7 @@ class Episode:
     index: int
     seed: int
     record: bool = False
+    keep_trajectory: bool = False
 
 
 @dataclass
@@ -48,6 +49,8 @@ class EpisodeOutcome:
     wall_s: float
     failure_reason: str | None = None
     frames: list[np.ndarray] = field(default_factory=list)
+    # (observation, action) pairs of every executed step, when the episode asked to keep them.
+    trajectory: list[tuple[dict, np.ndarray]] = field(default_factory=list)
 
 
 class EnvSlot(Protocol):
@@ -158,10 +161,11 @@ class _Live:
     steps: int = 0
     success: bool = False
     frames: list = field(default_factory=list)
+    trajectory: list = field(default_factory=list)
 
     def outcome(self, failure: str | None = None) -> EpisodeOutcome:
         return EpisodeOutcome(self.success and failure is None, self.steps, time.perf_counter() - self.start,
-                              failure, self.frames)
+                              failure, self.frames, self.trajectory)
 
 
 class RolloutLoop:
@@ -244,7 +248,10 @@ class RolloutLoop:
 
     def _advance(self, live: dict, on_done: Callable) -> None:
         for i, state in live.items():
-            self.slots[i].step_async(state.actions.popleft())
+            action = state.actions.popleft()
+            if state.episode.keep_trajectory:
+                state.trajectory.append((state.obs, action))
+            self.slots[i].step_async(action)
         for i in list(live):
             state = live[i]
             try:

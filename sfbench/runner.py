@@ -117,24 +117,31 @@ def run_shards(
     *,
     num_workers: int = 1,
     on_episode: Callable[[EpisodeRecord], None] | None = None,
+    requirements: Requirements | None = None,
+    sink: Callable[[Episode, EpisodeOutcome], None] | None = None,
 ) -> int:
     """Run the unrecorded episodes of ``shards`` on ``num_workers`` env workers; return how many ran.
 
     Each finished episode is appended to ``records/<shard>.jsonl`` at once, so an interrupted run
-    loses at most the episodes in flight.
+    loses at most the episodes in flight. ``requirements`` overrides what the envs render (e.g.
+    demonstration collection renders views a privileged expert does not need); with a ``sink``
+    every episode keeps its trajectory and is passed to it before its record is written.
     """
     work = [(shard, e) for shard in shards for e in pending(spec, shard)]
     if not work:
         return 0
     shard_of = {(s.task_id, e): s for s, e in work}
-    episodes = [Episode(s.task_id, e, spec.protocol.global_seed + e, e < spec.videos_per_task) for s, e in work]
+    episodes = [Episode(s.task_id, e, spec.protocol.global_seed + e, e < spec.videos_per_task, sink is not None)
+                for s, e in work]
     n = max(1, min(num_workers, len(episodes)))
     policies = [make_policy(spec.policy) for _ in range(1 if policy_class(spec.policy["name"]).batchable else n)]
     policies = policies * n if len(policies) == 1 else policies
-    slots = make_slots(partial(make_task_env, spec, policies[0].requirements), spec.protocol, n)
+    slots = make_slots(partial(make_task_env, spec, requirements or policies[0].requirements), spec.protocol, n)
 
     def done(episode: Episode, out: EpisodeOutcome) -> None:
         instruction = spec.instructions[episode.task_id]
+        if sink:
+            sink(episode, out)
         video = _save_video(spec, episode, out, instruction) if out.frames else None
         rec = _record(spec, policies[0].checkpoint_id, episode, out, video)
         append_record(spec.run_dir / RECORDS_DIR / f"{shard_of[(episode.task_id, episode.index)].name}.jsonl", rec)
