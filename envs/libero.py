@@ -1,7 +1,7 @@
 """LIBERO (and LIBERO-PRO) tasks as Gymnasium environments.
 
 Only this module imports ``libero`` and ``robosuite``. Evaluation constants (max steps, wait steps,
-seeds, render size, image rotation) come from the protocol profile, never from here.
+seeds, render size, image rotation, render profile) come from the protocol profile, never from here.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from sfbench.constants import (
     VIEWS,
 )
 from sfbench.errors import MissingAsset, UnknownChoice
-from sfbench.protocol import Protocol
+from sfbench.meshes import DEFAULT_CACHE_DIR, MeshCache, Triangles
+from sfbench.protocol import Protocol, RenderSettings
 from sfbench.task import TaskSpec
 
 # EGL gives headless offscreen rendering on Mesa (CPU) and on NVIDIA drivers; it must be chosen
@@ -145,6 +146,76 @@ def quat_to_axis_angle(quat_xyzw: np.ndarray) -> np.ndarray:
     return np.asarray(quat_xyzw[:3]) * 2.0 * np.arccos(w) / den
 
 
+def _visual_only_meshes(model: Any) -> list[int]:
+    """Ids of the meshes drawn only by geoms that never collide (``contype = conaffinity = 0``)."""
+    import mujoco
+
+    is_mesh = model.geom_type == mujoco.mjtGeom.mjGEOM_MESH
+    colliding = (model.geom_contype != 0) | (model.geom_conaffinity != 0)
+    visual = set(model.geom_dataid[is_mesh & ~colliding].tolist())
+    return sorted(visual - set(model.geom_dataid[is_mesh & colliding].tolist()))
+
+
+def decimate_visual_meshes(model: Any, keep_fraction: float, cache: MeshCache) -> None:
+    """Draw fewer triangles of every visual-only mesh of a compiled ``mujoco.MjModel``, in place.
+
+    Only each mesh's triangle list shrinks (``mesh_face*`` rows and ``mesh_facenum``); vertices,
+    collision meshes, inertias and geom frames were fixed by the compiler from the original
+    meshes and stay as they are, so the physics is unchanged. Changing the mesh files in the
+    XML instead would not be: robosuite gives visual geoms a 1e-8 kg mass, whose inertia the
+    compiler derives from the mesh.
+    """
+    for mesh in _visual_only_meshes(model):
+        v0, f0, nf = model.mesh_vertadr[mesh], model.mesh_faceadr[mesh], model.mesh_facenum[mesh]
+        rows = slice(f0, f0 + nf)
+        tris = Triangles(*(np.array(a[rows]) for a in (model.mesh_face, model.mesh_facenormal,
+                                                       model.mesh_facetexcoord)))
+        t0 = model.mesh_texcoordadr[mesh]
+        texcoords = model.mesh_texcoord[t0 : t0 + model.mesh_texcoordnum[mesh]] if t0 >= 0 else np.zeros((0, 2))
+        kept = cache.decimated(model.mesh_vert[v0 : v0 + model.mesh_vertnum[mesh]], texcoords, tris, keep_fraction)
+        rows = slice(f0, f0 + len(kept))
+        model.mesh_face[rows], model.mesh_facenormal[rows], model.mesh_facetexcoord[rows] = (
+            kept.vertex, kept.normal, kept.texcoord)
+        model.mesh_facenum[mesh] = len(kept)
+
+
+def _apply_render_settings(robosuite_env: Any, settings: RenderSettings, cache: MeshCache) -> None:
+    """Give a freshly compiled sim the fast settings, then create its render context.
+
+    Anti-aliasing, shadow map size and the mesh triangles are read when the render context is
+    created (meshes are uploaded then), so they are set first; robosuite's ``_reset_internal``
+    then finds the context made here and keeps it.
+    """
+    import mujoco
+    from robosuite.utils.binding_utils import MjRenderContextOffscreen
+
+    sim = robosuite_env.sim
+    model = sim.model._model
+    model.vis.quality.shadowsize = settings.shadow_size
+    model.vis.quality.offsamples = settings.msaa_samples
+    if settings.mesh_keep_fraction < 1.0:
+        decimate_visual_meshes(model, settings.mesh_keep_fraction, cache)
+    context = MjRenderContextOffscreen(sim, device_id=robosuite_env.render_gpu_device_id)
+    context.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = settings.reflections
+    context.scn.flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = settings.skybox
+
+
+def _render_every_sim_with(robosuite_env: Any, settings: RenderSettings, cache: MeshCache) -> None:
+    """Apply ``settings`` to each sim that ``robosuite_env`` builds from now on.
+
+    LIBERO hard-resets: every reset compiles a new sim from the XML (``_initialize_sim``) and
+    creates a new render context for it. Wrapping ``_initialize_sim`` of this one env instance
+    applies the settings to each new sim before anything is rendered from it.
+    """
+    initialize_sim = robosuite_env._initialize_sim
+
+    def initialize_sim_with_settings(xml_string: str | None = None) -> None:
+        initialize_sim(xml_string)
+        _apply_render_settings(robosuite_env, settings, cache)
+
+    robosuite_env._initialize_sim = initialize_sim_with_settings
+
+
 class LiberoEnv(gym.Env):
     """One LIBERO task under a protocol profile.
 
@@ -155,6 +226,10 @@ class LiberoEnv(gym.Env):
     the protocol's ``env_seed``), restores LIBERO's fixed initial state ``i`` (default 0) and runs
     the protocol's wait steps (not counted in the step budget). Episodes terminate on success and are
     truncated after the protocol's ``max_steps`` for the suite.
+
+    The protocol's ``faithful`` render profile renders exactly as LIBERO does; ``fast`` applies its
+    :class:`~sfbench.protocol.RenderSettings` to every sim (decimated meshes are cached under
+    ``mesh_cache_dir``). Only the ``views`` the policy needs are rendered at each step.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -170,6 +245,7 @@ class LiberoEnv(gym.Env):
         depth: bool = False,
         privileged: bool = False,
         render_mode: str | None = "rgb_array",
+        mesh_cache_dir: Path = DEFAULT_CACHE_DIR,
     ):
         self.spec_task = task_spec(suite, task_id)
         self.protocol = protocol
@@ -178,6 +254,7 @@ class LiberoEnv(gym.Env):
         self.depth = depth
         self.privileged = privileged
         self.render_mode = render_mode
+        self.mesh_cache = MeshCache(mesh_cache_dir)
         self._sim_env: Any = None
         self._steps = 0
         size = protocol.render_size
@@ -228,6 +305,8 @@ class LiberoEnv(gym.Env):
                 use_camera_obs=bool(self.views),
                 camera_depths=self.depth,
             )
+            if self.protocol.render_settings is not None:
+                _render_every_sim_with(self._sim_env.env, self.protocol.render_settings, self.mesh_cache)
         return self._sim_env
 
     @property

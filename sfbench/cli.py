@@ -17,6 +17,7 @@ USAGE = """usage: sfbench <command> [key=value ...]
 commands:
   eval          evaluate a policy:  sfbench eval suite=libero_spatial policy=scripted eval.tasks=[0,1]
   collect       scripted-expert demos in LIBERO HDF5:  sfbench collect suite=libero_spatial collect.episodes_per_task=50
+  train         train a policy (-m: sweep):  sfbench train policy=tiny_vla_sf data.path=<demos> train.steps=500
   status        shards of a run: done / running / failed / missing:  sfbench status run=<run_id>
   merge         aggregate a run, list missing episodes and the command that finishes them
   leaderboard   write results/leaderboard.csv from results/runs and results/reference
@@ -101,6 +102,15 @@ def cmd_collect(overrides: list[str]) -> None:
          f"in {spec.run_dir / 'demos'}")
 
 
+def cmd_train(overrides: list[str]) -> None:
+    """Train (``-m``: a sweep of runs); print each run directory and its final checkpoint or job."""
+    from sfbench.training import run_train
+
+    multirun = bool(overrides) and overrides[0] in ("-m", "--multirun")
+    for job, result in run_train(overrides[1:] if multirun else overrides, multirun=multirun):
+        _out(f"{job.run_dir}: {result if isinstance(result, Path) else 'job ' + str(result.job_id)}")
+
+
 def cmd_leaderboard(overrides: list[str]) -> None:
     """Rebuild the leaderboard CSV."""
     from sfbench.leaderboard import write_leaderboard
@@ -127,6 +137,7 @@ def cmd_suites(overrides: list[str]) -> None:
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "eval": cmd_eval,
     "collect": cmd_collect,
+    "train": cmd_train,
     "leaderboard": cmd_leaderboard,
     "suites": cmd_suites,
     "status": cmd_status,

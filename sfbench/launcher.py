@@ -219,22 +219,33 @@ def launch(cfg: LauncherConfig, spec: RunSpec, shards: list[Shard], *, progress:
     return jobs
 
 
+class CheckpointableCall(submitit.helpers.Checkpointable):
+    """Calls its argument; on timeout or preemption submitit requeues the same call.
+
+    The callable must resume by itself (e.g. a trainer restarting from its latest checkpoint).
+    """
+
+    def __call__(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn()``."""
+        return fn()
+
+
 def job_states(folder: Path, job_ids: list[str]) -> dict[str, str]:
     """SLURM states of ``job_ids`` (``RUNNING``, ``PENDING``, ``COMPLETED``, ``CANCELLED``, ...)."""
     return {job_id: submitit.SlurmJob(folder=folder, job_id=job_id).state for job_id in job_ids}
 
 
-def submit_callable(cfg: LauncherConfig, fn: Callable[..., Any], *args: Any, folder: Path, name: str) -> Any:
-    """Run ``fn(*args)`` under the launcher: directly for ``local``, as one job otherwise.
+def submit_calls(cfg: LauncherConfig, calls: list[Callable[[], Any]], *, folder: Path, name: str) -> list[Any]:
+    """Run resumable callables under the launcher: here one by one (``local``), or as one job array.
 
-    ``fn`` should be a :class:`submitit.helpers.Checkpointable` (or define ``checkpoint``) so
-    that a requeued job resumes, e.g. a trainer that restarts from its latest checkpoint.
+    Each call is wrapped in :class:`CheckpointableCall`, so a requeued job calls it again and it
+    resumes from its own state. Returns the results (``local``, or waited) or the submitted jobs.
     """
     if cfg.name == "local":
-        return fn(*args)
+        return [call() for call in calls]
     executor = make_executor(cfg, folder, name)
-    (job,) = _submit(executor, fn, [args])
-    log.info("Submitted %s as job %s; logs in %s", name, job.job_id, folder)
+    jobs = _submit(executor, CheckpointableCall(), [(call,) for call in calls])
+    log.info("Submitted %d %s jobs (%s); logs in %s", len(jobs), name, ", ".join(j.job_id for j in jobs), folder)
     if cfg.wait or cfg.name == "debug":
-        return job.result()
-    return job
+        return [job.result() for job in jobs]
+    return jobs

@@ -6,6 +6,7 @@ import pytest
 
 from sfbench.config import group_choices, load_protocol, load_suite
 from sfbench.errors import InvalidConfig, UnknownChoice
+from sfbench.protocol import Protocol
 
 
 def test_libero_oft_constants_match_the_openvla_oft_protocol():
@@ -39,3 +40,38 @@ def test_suite_alias_and_unknown_suite():
     assert load_suite("libero_long").name == "libero_10"
     with pytest.raises(UnknownChoice, match="Did you mean 'libero_spatial'"):
         load_suite("libero_spatail")
+
+
+def test_fast_render_profile_has_its_own_hash_and_faithful_hashes_are_unchanged():
+    faithful, fast = load_protocol("libero_oft"), load_protocol("libero_oft_fast")
+    assert fast.hash != faithful.hash, "fast scores must never merge with faithful ones"
+    assert faithful.hash == "b13e2bf7eaf1", "adding render profiles must keep the faithful hashes (resume)"
+    assert faithful.render_settings is None and fast.render_settings.msaa_samples == 0
+    tweaked = replace(fast, render={**fast.render, "mesh_keep_fraction": 0.5})
+    assert tweaked.hash != fast.hash
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"render_profile": "ultra"}, r"render_profile='ultra' \(valid: faithful, fast\)"),
+        ({"render_profile": "faithful"}, r"'faithful' renders with LIBERO's own settings"),
+        ({"render": None}, r"needs a mapping with shadow_size"),
+        ({"render": {"msaa_samples": 3}}, r"render.msaa_samples=3 \(must be one of 0, 2, 4, 8, 16\)"),
+        ({"render": {"mesh_keep_fraction": 0.0}}, r"render.mesh_keep_fraction=0.0 \(must be a number in \(0, 1\]\)"),
+        ({"render": {"skybox": "no"}}, r"render.skybox='no' \(must be true or false\)"),
+        ({"render": {"shadows": False}}, r"render.shadows \(unknown key; valid: shadow_size"),
+    ],
+)
+def test_bad_render_settings_name_the_value_and_the_choices(changes, message):
+    fast = load_protocol("libero_oft_fast").to_dict()
+    if isinstance(changes.get("render"), dict):
+        changes = {"render": {**fast["render"], **changes["render"]}}
+    with pytest.raises(InvalidConfig, match=message):
+        Protocol.from_dict({**fast, **changes})
+
+
+def test_render_settings_missing_keys_are_all_reported():
+    fast = load_protocol("libero_oft_fast").to_dict()
+    with pytest.raises(InvalidConfig, match=r"render.shadow_size missing; render.skybox missing"):
+        Protocol.from_dict({**fast, "render": {"msaa_samples": 0, "reflections": False, "mesh_keep_fraction": 1}})

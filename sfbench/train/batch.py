@@ -1,0 +1,92 @@
+"""Dataset items -> model batch: OFT-style random crops + colour jitter, geometry input, teacher targets.
+
+Teacher features are computed on the *uncropped* frame (so a content-hash cache hits on every
+epoch) and then cropped with the same box as the image, which keeps augmentation and caching
+compatible for any teacher.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sfbench.policies.tiny_vla import Box, TinyVLAConfig, center_box, crop_resize, random_box, tokenize
+from sfbench.policies.tiny_vla_depth import geometry_channels
+from sfbench.train.data import DataConfig, color_jitter
+from sfbench.train.teachers import FeatureCache, Teacher
+
+
+def _boxes(n: int, v: int, size: int, cfg: TinyVLAConfig, augment: bool, gen: torch.Generator) -> list[list[Box]]:
+    if augment:
+        return [[random_box(size, size, cfg.center_crop_area, gen) for _ in range(v)] for _ in range(n)]
+    return [[center_box(size, size, cfg.center_crop_area)] * v for _ in range(n)]
+
+
+def model_batch(items: list[dict], cfg: TinyVLAConfig, data: DataConfig, gen: torch.Generator,
+                augment: bool) -> tuple[dict[str, torch.Tensor], list[list[Box]]]:
+    """Stack ``items`` into TinyVLA inputs; returns the batch and the crop box of every view."""
+    images = torch.from_numpy(np.stack([it["images"] for it in items])).permute(0, 1, 4, 2, 3).float() / 255
+    n, v, _, h, _ = images.shape
+    boxes = _boxes(n, v, h, cfg, augment, gen)
+    views = torch.stack([torch.stack([crop_resize(images[i, j], boxes[i][j], cfg.image_size) for j in range(v)])
+                         for i in range(n)]).clamp(0, 1)
+    if augment:
+        views = color_jitter(views.flatten(0, 1), data, gen).reshape(views.shape)
+    batch = {
+        "images": views,
+        "proprio": torch.from_numpy(np.stack([it["proprio"] for it in items])),
+        "tokens": tokenize([it["instruction"] for it in items], cfg.max_text_tokens),
+        "actions": torch.from_numpy(np.stack([it["actions"] for it in items])),
+    }
+    if cfg.input_geometry is not None:
+        batch["geometry"] = torch.stack([torch.stack([
+            crop_resize(geometry_channels(it["depth"][j], it["intrinsics"][j], cfg.input_geometry,
+                                          cfg.max_depth_m), boxes[i][j], cfg.image_size)  # type: ignore[attr-defined]
+            for j in range(v)]) for i, it in enumerate(items)])
+    return batch, boxes
+
+
+def crop_features(features: torch.Tensor, box: Box, image_size: int) -> torch.Tensor:
+    """Crop a teacher map (D, Ht, Wt) of a full ``image_size`` frame to ``box`` (pixels), same size out."""
+    top, left, h, w = box
+    d, ht, wt = features.shape
+    # Affine sampling grid of the box in normalised [-1, 1] coordinates of the full frame.
+    sx, sy = w / image_size, h / image_size
+    cx, cy = (left + w / 2) / image_size * 2 - 1, (top + h / 2) / image_size * 2 - 1
+    theta = torch.tensor([[[sx, 0.0, cx], [0.0, sy, cy]]], dtype=features.dtype)
+    grid = F.affine_grid(theta, [1, d, ht, wt], align_corners=False)
+    return F.grid_sample(features[None], grid, mode="bilinear", align_corners=False)[0]
+
+
+class TeacherTargets:
+    """Teacher features per sample (cached by content), cropped like the sample's views."""
+
+    def __init__(self, teacher: Teacher, cache_dir: str | None):
+        self.teacher = teacher
+        self.cache = FeatureCache(cache_dir, teacher) if cache_dir else None
+        self.memory: dict[str, torch.Tensor] = {}
+
+    def _full(self, item: dict) -> torch.Tensor:
+        """(V, D_t, Ht, Wt) features of the uncropped frame."""
+        if item["key"] in self.memory:
+            return self.memory[item["key"]]
+        images = torch.from_numpy(item["images"]).permute(0, 3, 1, 2)[None].float() / 255
+        geometry = {k: torch.from_numpy(item[k])[None] for k in ("depth", "intrinsics", "extrinsics") if k in item}
+
+        def compute() -> torch.Tensor:
+            return self.teacher.features(images, geometry)[0]
+
+        arrays: list[Any] = [item["images"], *(item[k] for k in ("depth", "intrinsics", "extrinsics") if k in item)]
+        feats = self.cache.get_or_compute(arrays, compute) if self.cache else compute()
+        self.memory[item["key"]] = feats.half()
+        return feats
+
+    def __call__(self, items: list[dict], boxes: list[list[Box]]) -> torch.Tensor:
+        """Targets (B, V, D_t, Ht, Wt) for a batch."""
+        size = items[0]["images"].shape[1]
+        return torch.stack([
+            torch.stack([crop_features(self._full(it)[j].float(), boxes[i][j], size) for j in range(len(boxes[i]))])
+            for i, it in enumerate(items)])
