@@ -90,8 +90,10 @@ def decimate(vertices: np.ndarray, texcoords: np.ndarray, tris: Triangles, keep_
 
 
 def _closest_corners(welded: np.ndarray, corner_vertex: np.ndarray, new_faces: np.ndarray) -> np.ndarray:
-    """For each corner of ``new_faces``, the original corner (flat index) at the same welded vertex
-    whose triangle's centroid is closest to the new triangle's centroid, ``(F_new, 3)``.
+    """Pick, for each corner of ``new_faces``, an original corner (flat index) at its welded vertex.
+
+    The pick is the corner whose triangle's centroid is closest to the new triangle's centroid.
+    Returns ``(F_new, 3)`` flat corner indices.
     """
     flat = corner_vertex.reshape(-1)
     by_vertex = np.argsort(flat, kind="stable")

@@ -70,7 +70,7 @@ class TeacherTargets:
         self.memory: dict[str, torch.Tensor] = {}
 
     def _full(self, item: dict) -> torch.Tensor:
-        """(V, D_t, Ht, Wt) features of the uncropped frame."""
+        """(V, D_t, Ht, Wt) features of the uncropped frame, float16."""
         if item["key"] in self.memory:
             return self.memory[item["key"]]
         images = torch.from_numpy(item["images"]).permute(0, 3, 1, 2)[None].float() / 255
@@ -80,8 +80,10 @@ class TeacherTargets:
             return self.teacher.features(images, geometry)[0]
 
         arrays: list[Any] = [item["images"], *(item[k] for k in ("depth", "intrinsics", "extrinsics") if k in item)]
-        feats = self.cache.get_or_compute(arrays, compute) if self.cache else compute()
-        self.memory[item["key"]] = feats.half()
+        # Stored (and always returned) in half precision, so that a step sees the same targets
+        # whether or not the features were computed in this process (exact resume).
+        feats = (self.cache.get_or_compute(arrays, compute) if self.cache else compute()).half()
+        self.memory[item["key"]] = feats
         return feats
 
     def __call__(self, items: list[dict], boxes: list[list[Box]]) -> torch.Tensor:
