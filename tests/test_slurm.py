@@ -103,3 +103,43 @@ def test_timeout_signal_requeues_the_shard_which_resumes(tmp_path):
     assert final[0] == first, "the finished episode was not run again"
     log = "".join(p.read_text() for p in (run_dir / "submitit").glob("*_log.*"))
     assert "Requeued job" in log or "requeued" in log.lower(), "submitit checkpointed and requeued the shard"
+
+
+def train_args(tmp_path, *extra):
+    from tests.train.test_demos import write_file
+
+    data = tmp_path / "data"
+    if not data.exists():
+        write_file(data / "a_demo.hdf5", 2, t=6)
+    return ["train", "policy=tiny_vla_sf", "policy.dim=32", "policy.layers=2", "policy.heads=2",
+            "teacher.feature_dim=16", "teacher.grid=4", f"data.path={data}", "train.batch_size=4",
+            "train.progress=false", "train.num_threads=1", f"output_dir={tmp_path / 'runs'}", "launcher=slurm", *extra]
+
+
+def test_training_sweep_runs_as_a_slurm_job_array(tmp_path):
+    proc = run_cli(*train_args(tmp_path, "train.steps=10", "train.save_every=5"), "launcher.wait=true")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_cli("train", "-m", *train_args(tmp_path, "train.steps=10", "train.save_every=5")[1:],
+                   "train.seed=1,2", "launcher.wait=true", "launcher.poll_s=1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    finals = [line for line in proc.stdout.splitlines() if line.endswith("step_000010")]
+    assert len(finals) == 2, proc.stdout
+    assert len({line.split(":")[0] for line in finals}) == 2, "one run directory per sweep point"
+
+
+def test_requeued_training_job_resumes_from_its_checkpoint(tmp_path):
+    proc = run_cli(*train_args(tmp_path, "train.steps=400", "train.save_every=20", "train.log_every=1",
+                               "run_id=requeue"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    job = proc.stdout.strip().split("job ")[-1]
+    run_dir = tmp_path / "runs" / "requeue"
+    wait_until(lambda: any((run_dir / "checkpoints").glob("step_*/training_state.pt")), 300, "a first checkpoint")
+    subprocess.run(["scancel", job, "--signal", "USR2"], check=True)
+    wait_until(lambda: (run_dir / "checkpoints" / "step_000400" / "training_state.pt").exists()
+               and queue_empty("sfbench-train"), 600, "the requeued training to finish")
+    logs = "".join(p.read_text() for p in (tmp_path / "runs" / "submitit").glob(f"{job}*_log.*"))
+    assert "Requeued job" in logs or "requeued" in logs.lower()
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").open()]
+    restart = next(i for i in range(1, len(steps)) if steps[i] <= steps[i - 1])
+    assert steps[restart] > 1 and steps[restart] % 20 == 1, f"restarted at step {steps[restart]}, after a checkpoint"
+    assert steps[-1] == 400
