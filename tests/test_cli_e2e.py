@@ -73,11 +73,14 @@ def test_interrupted_run_keeps_finished_episodes_and_resumes(tmp_path):
     proc = subprocess.Popen([str(exe), *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     records_dir = tmp_path / "int" / "records"
-    deadline = time.time() + 300
-    while time.time() < deadline and not any(p.stat().st_size for p in records_dir.glob("*.jsonl")):
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not any(p.stat().st_size for p in records_dir.glob("*.jsonl")):
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()  # never leave a simulator running after a failed assertion
     assert proc.returncode == 130, err[-2000:]
     assert "rerun the same command to resume" in err
     kept = records_of(tmp_path / "int")
