@@ -72,14 +72,14 @@ def aggregate(records: list[EpisodeRecord]) -> dict:
 
 def format_summary(summary: dict) -> str:
     """A plain-text table of a summary: one line per task, then per suite and overall."""
-    fmt = "{:<34} {:>5} {:>8} {:>17} {:>6}"
-    lines = [fmt.format("task", "n", "success", "95% CI", "errors")]
+    fmt = "{:<24} {:>5} {:>8} {:>17} {:>6}  {}"
+    lines = [fmt.format("task", "n", "success", "95% CI", "errors", "name")]
 
-    def line(label: str, r: dict) -> str:
+    def line(label: str, r: dict, name: str = "") -> str:
         ci = f"[{100 * r['ci_low']:5.1f}, {100 * r['ci_high']:5.1f}]"
-        return fmt.format(label[:34], r["n"], f"{100 * r['success_rate']:.1f}%", ci, r["errors"])
+        return fmt.format(label, r["n"], f"{100 * r['success_rate']:.1f}%", ci, r["errors"], name)
 
-    lines += [line(f"{t['suite']}/{t['task_id']} {t['task_name']}", t) for t in summary["tasks"]]
+    lines += [line(f"{t['suite']}/{t['task_id']}", t, t["task_name"]) for t in summary["tasks"]]
     lines += [line(f"suite {s}", r) for s, r in summary["suites"].items()]
     lines.append(line("overall", summary["overall"]))
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)

@@ -49,16 +49,20 @@ def model_batch(items: list[dict], cfg: TinyVLAConfig, data: DataConfig, gen: to
     return batch, boxes
 
 
-def crop_features(features: torch.Tensor, box: Box, image_size: int) -> torch.Tensor:
-    """Crop a teacher map (D, Ht, Wt) of a full ``image_size`` frame to ``box`` (pixels), same size out."""
-    top, left, h, w = box
-    d, ht, wt = features.shape
-    # Affine sampling grid of the box in normalised [-1, 1] coordinates of the full frame.
-    sx, sy = w / image_size, h / image_size
-    cx, cy = (left + w / 2) / image_size * 2 - 1, (top + h / 2) / image_size * 2 - 1
-    theta = torch.tensor([[[sx, 0.0, cx], [0.0, sy, cy]]], dtype=features.dtype)
-    grid = F.affine_grid(theta, [1, d, ht, wt], align_corners=False)
-    return F.grid_sample(features[None], grid, mode="bilinear", align_corners=False)[0]
+def crop_features(features: torch.Tensor, boxes: list[Box], image_size: int) -> torch.Tensor:
+    """Crop teacher maps (N, D, Ht, Wt) of full ``image_size`` frames to ``boxes`` (pixels), same size out.
+
+    One ``grid_sample`` call for the whole batch: box n becomes an affine sampling grid in the
+    normalised [-1, 1] coordinates of frame n.
+    """
+    n, d, ht, wt = features.shape
+    b = torch.tensor(boxes, dtype=features.dtype)  # (N, 4): top, left, h, w
+    theta = torch.zeros(n, 2, 3, dtype=features.dtype)
+    theta[:, 0, 0], theta[:, 1, 1] = b[:, 3] / image_size, b[:, 2] / image_size
+    theta[:, 0, 2] = (b[:, 1] + b[:, 3] / 2) / image_size * 2 - 1
+    theta[:, 1, 2] = (b[:, 0] + b[:, 2] / 2) / image_size * 2 - 1
+    grid = F.affine_grid(theta, [n, d, ht, wt], align_corners=False)
+    return F.grid_sample(features, grid, mode="bilinear", align_corners=False)
 
 
 class TeacherTargets:
@@ -88,7 +92,7 @@ class TeacherTargets:
 
     def __call__(self, items: list[dict], boxes: list[list[Box]]) -> torch.Tensor:
         """Targets (B, V, D_t, Ht, Wt) for a batch."""
-        size = items[0]["images"].shape[1]
-        return torch.stack([
-            torch.stack([crop_features(self._full(it)[j].float(), boxes[i][j], size) for j in range(len(boxes[i]))])
-            for i, it in enumerate(items)])
+        full = torch.stack([self._full(it) for it in items]).float()  # (B, V, D_t, Ht, Wt)
+        flat_boxes = [box for views in boxes for box in views]
+        cropped = crop_features(full.flatten(0, 1), flat_boxes, items[0]["images"].shape[1])
+        return cropped.reshape(full.shape)
