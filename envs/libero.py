@@ -119,22 +119,26 @@ def task_spec(suite: str, task_id: int) -> TaskSpec:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block ends (main thread only).
+    """Hold Ctrl-C and SIGTERM until the block ends, then deliver them (main thread only).
 
     LIBERO's ``ControlEnv.reset`` retries in a ``try/finally: continue`` loop, which silently
     discards *any* exception raised inside it, KeyboardInterrupt included: a Ctrl-C that lands
-    during a reset (seconds long, it rebuilds the render context) would be lost. Held here, the
-    signal is delivered right after the reset returns.
+    during a reset (seconds long, it rebuilds the render context) would be lost. Masking the
+    signal is not enough (Mesa's render threads would take it), so a handler records it instead.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    received: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(received):
+            signal.raise_signal(sig)
 
 
 def quat_to_axis_angle(quat_xyzw: np.ndarray) -> np.ndarray:
