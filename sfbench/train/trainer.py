@@ -159,7 +159,7 @@ class Trainer:
             loss, metrics = loss + align, metrics | align_metrics
         if not torch.isfinite(loss):
             last = latest_checkpoint(self.run_dir)
-            raise SfbenchError(f"Non-finite loss ({float(loss)}) at step {step}; stopped. "
+            raise SfbenchError(f"Non-finite loss ({loss.item()}) at step {step}; stopped. "
                                f"Last good checkpoint: {last or 'none'}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
