@@ -20,6 +20,7 @@ commands:
   train         train a policy (-m: sweep):  sfbench train policy=tiny_vla_sf data.path=<demos> train.steps=500
   status        shards of a run: done / running / failed / missing:  sfbench status run=<run_id>
   merge         aggregate a run, list missing episodes and the command that finishes them
+  compare       paired comparison of two runs:  sfbench compare runs=[<run_a>,<run_b>]
   leaderboard   write results/leaderboard.csv from results/runs and results/reference
   suites        list the suites and their task counts
 
@@ -111,6 +112,27 @@ def cmd_train(overrides: list[str]) -> None:
         _out(f"{job.run_dir}: {result if isinstance(result, Path) else 'job ' + str(result.job_id)}")
 
 
+def cmd_compare(overrides: list[str]) -> None:
+    """Paired comparison of two runs: success difference with a 95% interval and McNemar's test."""
+    from sfbench.compare import compare
+
+    opts = {"output_dir": "results/runs"}
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        if key not in ("runs", "output_dir") or not sep:
+            raise UnknownChoice("option", o, ["runs=[<run_a>,<run_b>]", "output_dir=<dir>"])
+        opts[key] = value
+    runs = [r.strip() for r in opts.get("runs", "").strip("[]").split(",") if r.strip()]
+    if len(runs) != 2:
+        raise SfbenchError(f"compare needs runs=[<run_a>,<run_b>], got {opts.get('runs')!r}")
+    c = compare(Path(opts["output_dir"]) / runs[0], Path(opts["output_dir"]) / runs[1])
+    _out(f"{c.n_pairs} paired episodes (same task and init state)\n"
+         f"  A {runs[0]}: {100 * c.rate_a:.1f}%\n  B {runs[1]}: {100 * c.rate_b:.1f}%\n"
+         f"  A - B: {100 * c.difference:+.1f} points, 95% CI [{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}]\n"
+         f"  pairs: both {c.both}, only A {c.only_a}, only B {c.only_b}, neither {c.neither}; "
+         f"McNemar exact p = {c.p_value:.4g}")
+
+
 def cmd_leaderboard(overrides: list[str]) -> None:
     """Rebuild the leaderboard CSV."""
     from sfbench.leaderboard import write_leaderboard
@@ -138,6 +160,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "eval": cmd_eval,
     "collect": cmd_collect,
     "train": cmd_train,
+    "compare": cmd_compare,
     "leaderboard": cmd_leaderboard,
     "suites": cmd_suites,
     "status": cmd_status,

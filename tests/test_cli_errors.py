@@ -22,6 +22,8 @@ from tests.conftest import run_cli
     (["eval", "suite"], ["Bad override 'suite'"]),
     (["evaluate"], ["Unknown command 'evaluate'", "eval"]),
     (["leaderboard", "dir=x"], ["Unknown leaderboard option 'dir'", "results_dir"]),
+    (["compare", "runs=[a]"], ["compare needs runs=[<run_a>,<run_b>]"]),
+    (["status", "run=nope"], ["No run at results/runs/nope"]),
 ])
 def test_bad_input_is_one_clear_line_with_exit_2(args, expected):
     proc = run_cli(*args)
