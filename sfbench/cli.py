@@ -47,14 +47,20 @@ def cmd_eval(overrides: list[str]) -> None:
     _out(f"records: {spec.run_dir / 'records'}\nsummary: {spec.run_dir / 'summary.json'}")
 
 
-def _run_dir(overrides: list[str]) -> Path:
-    """``run=<id>`` [``output_dir=<dir>``] -> the run directory."""
+def _options(overrides: list[str], choices: dict[str, str]) -> dict[str, str]:
+    """Parse ``key=value`` options of the run commands; ``choices`` maps key -> usage text."""
     opts = {"output_dir": "results/runs"}
     for o in overrides:
         key, sep, value = o.partition("=")
-        if key not in ("run", "output_dir") or not sep:
-            raise UnknownChoice("option", o, ["run=<run_id>", "output_dir=<dir>"])
+        if key not in choices or not sep:
+            raise UnknownChoice("option", o, choices.values())
         opts[key] = value
+    return opts
+
+
+def _run_dir(overrides: list[str]) -> Path:
+    """``run=<id>`` [``output_dir=<dir>``] -> the run directory."""
+    opts = _options(overrides, {"run": "run=<run_id>", "output_dir": "output_dir=<dir>"})
     if "run" not in opts:
         raise SfbenchError("Missing run=<run_id> (see results/runs/ for run ids)")
     return Path(opts["output_dir"]) / opts["run"]
@@ -116,12 +122,7 @@ def cmd_compare(overrides: list[str]) -> None:
     """Paired comparison of two runs: success difference with a 95% interval and McNemar's test."""
     from sfbench.compare import compare
 
-    opts = {"output_dir": "results/runs"}
-    for o in overrides:
-        key, sep, value = o.partition("=")
-        if key not in ("runs", "output_dir") or not sep:
-            raise UnknownChoice("option", o, ["runs=[<run_a>,<run_b>]", "output_dir=<dir>"])
-        opts[key] = value
+    opts = _options(overrides, {"runs": "runs=[<run_a>,<run_b>]", "output_dir": "output_dir=<dir>"})
     runs = [r.strip() for r in opts.get("runs", "").strip("[]").split(",") if r.strip()]
     if len(runs) != 2:
         raise SfbenchError(f"compare needs runs=[<run_a>,<run_b>], got {opts.get('runs')!r}")
