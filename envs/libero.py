@@ -252,6 +252,7 @@ class LiberoEnv(gym.Env):
         mesh_cache_dir: Path = DEFAULT_CACHE_DIR,
     ):
         self.spec_task = task_spec(suite, task_id)
+        self.goal_sites = self._site_names()
         self.protocol = protocol
         self.max_steps = protocol.max_steps_for(protocol_suite or suite)
         self.views = tuple(views)
@@ -260,6 +261,7 @@ class LiberoEnv(gym.Env):
         self.render_mode = render_mode
         self.mesh_cache = MeshCache(mesh_cache_dir)
         self._sim_env: Any = None
+        self._init_states: np.ndarray | None = None
         self._steps = 0
         size = protocol.render_size
         self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), dtype=np.float32)
@@ -284,7 +286,7 @@ class LiberoEnv(gym.Env):
             pose |= {f"{n}_quat": spaces.Box(-np.inf, np.inf, (4,), dtype=np.float32) for n in names}
             pose |= {
                 f"{s}_pos": spaces.Box(-np.inf, np.inf, (3,), dtype=np.float32)
-                for s in self._site_names()
+                for s in self.goal_sites
             }
             obs[OBS_PRIVILEGED] = spaces.Dict(pose)
         return spaces.Dict(obs)
@@ -371,7 +373,7 @@ class LiberoEnv(gym.Env):
             state[f"{name}_pos"] = np.asarray(data.body_xpos[body], dtype=np.float32)
             wxyz = data.body_xquat[body]
             state[f"{name}_quat"] = np.asarray([*wxyz[1:], wxyz[0]], dtype=np.float32)
-        for site in self._site_names():
+        for site in self.goal_sites:
             state[f"{site}_pos"] = np.asarray(data.site_xpos[model.site_name2id(site)], dtype=np.float32)
         return state
 
@@ -381,7 +383,9 @@ class LiberoEnv(gym.Env):
         super().reset(seed=seed)
         env = self._ensure_sim()
         index = int((options or {}).get("init_state_index", 0))
-        states = init_states(self.spec_task.suite, self.spec_task.task_id)
+        if self._init_states is None:  # read from disk once per env, not at every reset
+            self._init_states = init_states(self.spec_task.suite, self.spec_task.task_id)
+        states = self._init_states
         if not 0 <= index < len(states):
             raise UnknownChoice("init state index", index, [f"0..{len(states) - 1}"])
         # LIBERO samples fixture placements (not part of the saved init state) from numpy's global
@@ -424,5 +428,4 @@ class LiberoEnv(gym.Env):
 
 def make_env(suite: str, task_id: int, protocol: Protocol, **kwargs: Any) -> LiberoEnv:
     """Build the Gymnasium env of one LIBERO task (the simulator is created at first reset)."""
-    check_task_id(suite, task_id)
     return LiberoEnv(suite, task_id, protocol, **kwargs)

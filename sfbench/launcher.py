@@ -136,11 +136,16 @@ def load_jobs(run_dir: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
+def count_pending(spec: RunSpec, shards: list[Shard]) -> int:
+    """Number of unrecorded episodes in ``shards``."""
+    return sum(len(todo) for todo in pending(spec, shards).values())
+
+
 class ProgressBar:
     """One progress bar over the pending episodes of a run."""
 
     def __init__(self, spec: RunSpec, shards: list[Shard], enabled: bool):
-        self.total = sum(len(pending(spec, s)) for s in shards)
+        self.total = count_pending(spec, shards)
         self.bar = tqdm(total=self.total, desc=spec.run_id, unit="ep", disable=not enabled, dynamic_ncols=True)
         self.wins = 0
 
@@ -151,7 +156,7 @@ class ProgressBar:
         self.bar.set_postfix(task=rec.task_id, success=f"{self.wins}/{self.bar.n}")
 
 
-def launch_local(spec: RunSpec, shards: list[Shard], cfg: LauncherConfig, *, progress: bool) -> list[Any]:
+def launch_local(spec: RunSpec, shards: list[Shard], *, progress: bool) -> list[Any]:
     """Run ``shards`` here on ``eval.num_workers`` env workers, with one progress bar."""
     bar = ProgressBar(spec, shards, progress)
     with bar.bar:
@@ -187,10 +192,10 @@ def _wait(spec: RunSpec, shards: list[Shard], jobs: list[Any], cfg: LauncherConf
         gone = 0
         while not all(j.done() for j in jobs) and gone < 2:
             gone = gone + 1 if cfg.name == "slurm" and not _in_queue(jobs) else 0
-            bar.bar.n = bar.total - sum(len(pending(spec, s)) for s in shards)
+            bar.bar.n = bar.total - count_pending(spec, shards)
             bar.bar.refresh()
             time.sleep(cfg.poll_s)
-        bar.bar.n = bar.total - sum(len(pending(spec, s)) for s in shards)
+        bar.bar.n = bar.total - count_pending(spec, shards)
     for job in jobs:
         error = _job_error(job) if job.done() else "ended without a result (cancelled?)"
         if error:
@@ -203,8 +208,8 @@ def launch(cfg: LauncherConfig, spec: RunSpec, shards: list[Shard], *, progress:
     Returns the submitted jobs (empty for ``local``). Blocks when ``cfg.wait`` (or ``local``).
     """
     if cfg.name == "local":
-        return launch_local(spec, shards, cfg, progress=progress)
-    todo = [s for s in shards if pending(spec, s)]
+        return launch_local(spec, shards, progress=progress)
+    todo = [s for s, episodes in pending(spec, shards).items() if episodes]
     if not todo:
         log.info("Every shard of %s is complete; nothing to submit", spec.run_id)
         return []

@@ -66,10 +66,10 @@ def plan_shards(task_ids: list[int], episodes: range, episodes_per_shard: int) -
     return [Shard(t, tuple(eps[i : i + step])) for t in task_ids for i in range(0, len(eps), step)]
 
 
-def pending(spec: RunSpec, shard: Shard) -> list[int]:
-    """Episodes of ``shard`` that have no record yet."""
+def pending(spec: RunSpec, shards: list[Shard]) -> dict[Shard, list[int]]:
+    """Episodes of each shard that have no record yet (the run's records are read once)."""
     done = {r.key for r in load_records(spec.run_dir)}
-    return [e for e in shard.episodes if (spec.suite.name, shard.task_id, e) not in done]
+    return {s: [e for e in s.episodes if (spec.suite.name, s.task_id, e) not in done] for s in shards}
 
 
 def make_task_env(spec: RunSpec, requirements: Requirements, task_id: int) -> Any:
@@ -127,7 +127,7 @@ def run_shards(
     demonstration collection renders views a privileged expert does not need); with a ``sink``
     every episode keeps its trajectory and is passed to it before its record is written.
     """
-    work = [(shard, e) for shard in shards for e in pending(spec, shard)]
+    work = [(shard, e) for shard, todo in pending(spec, shards).items() for e in todo]
     if not work:
         return 0
     shard_of = {(s.task_id, e): s for s, e in work}
