@@ -45,6 +45,11 @@ def queue_empty(run_id: str) -> bool:
     return not out.stdout.strip()
 
 
+def job_processes(run_dir: Path) -> bool:
+    """Whether a submitit worker of this run is still running."""
+    return subprocess.run(["pgrep", "-f", f"submitit.core._submit {run_dir}"], capture_output=True).returncode == 0
+
+
 EVAL_2X2 = ["eval", "suite=libero_spatial", "policy=scripted", "eval.tasks=[0,1]", "eval.episodes_per_task=2",
             "eval.episodes_per_shard=2", "eval.videos_per_task=0", "eval.progress=false"]
 
@@ -63,8 +68,8 @@ def test_slurm_run_equals_local_run(tmp_path):
 
 
 def test_cancelled_array_task_is_resubmitted_and_every_episode_recorded_once(tmp_path):
-    args = ["eval", "suite=libero_object", "policy=zero", "eval.tasks=[0,1]", "eval.episodes_per_task=3",
-            "eval.episodes_per_shard=3", "eval.videos_per_task=0", "eval.progress=false", f"output_dir={tmp_path}",
+    args = ["eval", "suite=libero_object", "policy=zero", "eval.tasks=[0,1]", "eval.episodes_per_task=6",
+            "eval.episodes_per_shard=6", "eval.videos_per_task=0", "eval.progress=false", f"output_dir={tmp_path}",
             "run_id=fault", "launcher=slurm"]
     submitted = run_cli(*args)
     assert submitted.returncode == 0 and "submitted run fault" in submitted.stdout, submitted.stderr[-2000:]
@@ -73,6 +78,9 @@ def test_cancelled_array_task_is_resubmitted_and_every_episode_recorded_once(tmp
     wait_until(lambda: any(r["task_id"] == 1 for r in records(run_dir)), 300, "a first episode of task 1")
     subprocess.run(["scancel", job], check=True)
     wait_until(lambda: queue_empty("fault"), 300, "the array to leave the queue")
+    # A cancelled job leaves squeue before its process is gone (submitit bypasses SIGTERM; SLURM
+    # kills after KillWait): wait for the process, so no record lands after the checks below.
+    wait_until(lambda: not job_processes(run_dir), 60, "the cancelled job's process to exit")
     status = run_cli("status", "run=fault", f"output_dir={tmp_path}")
     assert "failed" in status.stdout and job in status.stdout, status.stdout
     merged = run_cli("merge", "run=fault", f"output_dir={tmp_path}")
@@ -83,7 +91,7 @@ def test_cancelled_array_task_is_resubmitted_and_every_episode_recorded_once(tmp
     jobs = json.loads((run_dir / "jobs.json").read_text())
     assert [j["task_id"] for j in jobs] == [0, 1, 1], "only the cancelled shard is resubmitted"
     keys = [(r["task_id"], r["episode_index"]) for r in records(run_dir)]
-    assert sorted(keys) == [(t, e) for t in (0, 1) for e in range(3)], "every episode exactly once"
+    assert sorted(keys) == [(t, e) for t in (0, 1) for e in range(6)], "every episode exactly once"
     assert "complete" in run_cli("merge", "run=fault", f"output_dir={tmp_path}").stdout
 
 
