@@ -20,6 +20,8 @@ commands:
   train         train a policy (-m: sweep):  sfbench train policy=tiny_vla_sf data.path=<demos> train.steps=500
   status        shards of a run: done / running / failed / missing:  sfbench status run=<run_id>
   merge         aggregate a run, list missing episodes and the command that finishes them
+  curves        success vs training step / data:  sfbench curves kind=convergence runs=[<train_a>,<train_b>]
+  probe         depth probe on frozen visual tokens:  sfbench probe checkpoints=[<ckpt_a>,<ckpt_b>] data=<demos>
   compare       paired comparison of two runs:  sfbench compare runs=[<run_a>,<run_b>]
   leaderboard   write results/leaderboard.csv from results/runs and results/reference
   suites        list the suites and their task counts
@@ -134,6 +136,27 @@ def cmd_compare(overrides: list[str]) -> None:
          f"McNemar exact p = {c.p_value:.4g}")
 
 
+def cmd_curves(overrides: list[str]) -> None:
+    """Evaluate train runs' checkpoints and write the curve (PNG, CSVs) with threshold crossings."""
+    from sfbench.compose import compose_config
+    from sfbench.curve_runs import run_curves
+
+    result = run_curves(compose_config("curves", overrides))
+    _out(result["table"])
+    _out("\n".join(f"{k}: {v}" for k, v in result["files"].items()))
+
+
+def cmd_probe(overrides: list[str]) -> None:
+    """Fit depth probes on frozen policies' visual tokens; print the test-split metrics."""
+    from sfbench.compose import compose_config
+    from sfbench.probing import run_probe
+
+    result = run_probe(compose_config("probe", overrides))
+    _out(f"layer {result['layer']}; {result['train_frames']} train / {result['test_frames']} test frames\n"
+         + result["table"])
+    _out(f"csv: {result['csv']}\n" + "\n".join(f"grid: {p}" for p in result["grids"].values()))
+
+
 def cmd_leaderboard(overrides: list[str]) -> None:
     """Rebuild the leaderboard CSV."""
     from sfbench.leaderboard import write_leaderboard
@@ -162,6 +185,8 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "collect": cmd_collect,
     "train": cmd_train,
     "compare": cmd_compare,
+    "curves": cmd_curves,
+    "probe": cmd_probe,
     "leaderboard": cmd_leaderboard,
     "suites": cmd_suites,
     "status": cmd_status,

@@ -26,6 +26,8 @@ class DataConfig:
         fraction: Fraction of each task's demos used (data-efficiency curves); 1.0 = all.
         demos_per_task: Use exactly this many demos per task instead (overrides ``fraction``).
         subset_seed: Seed of the deterministic demo subset.
+        init_states_below: Use only demos that started from an init state index below this, keeping
+            the later init states unseen for evaluation (``eval.first_episode``); null = all demos.
         augment: OFT-style augmentation: random crop of ``crop_area`` + colour jitter.
         brightness: Colour jitter: brightness factor range 1 +- this.
         contrast: Colour jitter: contrast factor range 1 +- this.
@@ -37,6 +39,7 @@ class DataConfig:
     fraction: float = 1.0
     demos_per_task: int | None = None
     subset_seed: int = 0
+    init_states_below: int | None = None
     augment: bool = True
     brightness: float = 0.2
     contrast: float = 0.2
@@ -119,6 +122,11 @@ class DemoDataset(torch.utils.data.Dataset):
 def load_dataset(cfg: DataConfig, views: tuple[str, ...] = VIEWS, chunk: int = 8) -> tuple[DemoDataset, dict]:
     """Read, subset and index the demos; stats (q01/q99) come from the selected demos only."""
     demos = [d for f in find_files(cfg.path) for d in load_demos(f)]
+    if cfg.init_states_below is not None:
+        demos = [d for d in demos if 0 <= d.init_state < cfg.init_states_below]
+        if not demos:
+            raise InvalidConfig(f"No demo in {cfg.path} started from an init state below "
+                                f"data.init_states_below={cfg.init_states_below}")
     chosen = select_demos(demos, cfg.fraction, cfg.demos_per_task, cfg.subset_seed)
     stats = {
         "action": compute_stats(np.concatenate([d.actions for d in chosen])),

@@ -50,6 +50,7 @@ class Demo:
         task_id: Index of the task in its suite (-1 when unknown).
         camera: view -> {"depth": (T, H, W), "intrinsics": (T, 3, 3), "extrinsics": (T, 4, 4)}, when present.
         source: ``<file>:<demo name>``, for error messages.
+        init_state: Index of the suite init state the demo started from (-1 when unknown).
     """
 
     actions: np.ndarray
@@ -59,6 +60,7 @@ class Demo:
     task_id: int
     camera: dict[str, dict[str, np.ndarray]]
     source: str
+    init_state: int = -1
 
 
 def demo_arrays(trajectory: list[tuple[dict, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -124,7 +126,8 @@ def _read_demo(group: h5py.Group, rotate: bool, instruction: str, task_id: int, 
     actions = group["actions"][()].astype(np.float32)
     if len(actions) == 0 or len(proprio) != len(actions):
         raise InvalidConfig(f"{source}: {len(actions)} actions for {len(proprio)} observations")
-    return Demo(actions, proprio.astype(np.float32), images, instruction, task_id, camera, source)
+    init_state = int(group.attrs.get("init_state_index", -1))
+    return Demo(actions, proprio.astype(np.float32), images, instruction, task_id, camera, source, init_state)
 
 
 def load_demos(path: Path) -> list[Demo]:

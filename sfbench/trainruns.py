@@ -1,0 +1,121 @@
+"""Finished or running ``sfbench train`` runs: their config, saved checkpoints and training data."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+from omegaconf import OmegaConf
+
+from sfbench.errors import InvalidConfig, MissingAsset
+from sfbench.policies.tiny_vla import STATE_FILE, WEIGHTS_FILE
+from sfbench.train.data import find_files
+from sfbench.train.trainer import CHECKPOINTS
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a run was trained on: the demos' suite, tasks and protocol, and demos used per task."""
+
+    suite: str
+    task_ids: tuple[int, ...]
+    protocol_hash: str
+    demos_per_task: tuple[int, ...]  # in ``task_ids`` order
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """One training run directory (``<train_dir>/<run_id>``)."""
+
+    run_id: str
+    run_dir: Path
+    config: dict[str, Any]
+    checkpoints: dict[int, Path]  # step -> checkpoint directory
+
+    @property
+    def policy(self) -> dict[str, Any]:
+        """The run's ``policy`` section (architecture of every checkpoint)."""
+        return dict(self.config["policy"])
+
+    @property
+    def label(self) -> str:
+        """Curve label: the policy name (runs with one label and x are pooled, e.g. seeds)."""
+        return str(self.config["policy"]["name"])
+
+    @property
+    def seed(self) -> int:
+        """The training seed."""
+        return int(self.config["train"]["seed"])
+
+    def checkpoint(self, step: int) -> Path:
+        """The checkpoint saved at ``step``."""
+        if step not in self.checkpoints:
+            raise InvalidConfig(f"Train run {self.run_id} has no checkpoint at step {step}; "
+                                f"saved steps: {sorted(self.checkpoints)}")
+        return self.checkpoints[step]
+
+
+def _checkpoints(run_dir: Path) -> dict[int, Path]:
+    found = {}
+    for p in (run_dir / CHECKPOINTS).glob("step_*"):
+        if (p / WEIGHTS_FILE).is_file() and (p / STATE_FILE).is_file():
+            found[int(p.name.split("_")[1])] = p
+    return dict(sorted(found.items()))
+
+
+def load_train_run(train_dir: Path, run_id: str) -> TrainRun:
+    """Read a run's ``config.yaml`` and its complete checkpoints; a clear error when either is absent."""
+    run_dir = train_dir / run_id
+    if not (run_dir / "config.yaml").is_file():
+        known = sorted(p.name for p in train_dir.glob("*/") if (p / "config.yaml").is_file())
+        raise MissingAsset(f"No train run '{run_id}' under {train_dir}/ (runs there: {', '.join(known) or 'none'})")
+    checkpoints = _checkpoints(run_dir)
+    if not checkpoints:
+        raise MissingAsset(f"Train run '{run_id}' has no saved checkpoints under {run_dir / CHECKPOINTS}/ "
+                           "(train it first: the same sfbench train command resumes it)")
+    config = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
+    return TrainRun(run_id, run_dir, config, checkpoints)
+
+
+def _demos_used(available: int, data: dict[str, Any]) -> int:
+    """Demos taken from a file of ``available`` (the rule of :func:`sfbench.train.data.select_demos`)."""
+    k = data.get("demos_per_task")
+    return max(1, int(k if k is not None else math.ceil(data.get("fraction", 1.0) * available)))
+
+
+def training_data(run: TrainRun) -> TrainingData:
+    """Suite, task ids, protocol and demos per task of a run's training data (HDF5 attributes only)."""
+    data = run.config["data"]
+    below = data.get("init_states_below")
+    tasks, counts, suites, protocols = [], [], set(), set()
+    for path in find_files(data["path"]):
+        with h5py.File(path, "r") as f:
+            attrs, demos = f["data"].attrs, f["data"].values()
+            starts = [int(g.attrs.get("init_state_index", -1)) for g in demos]
+            suites.add(str(attrs.get("suite", "unknown")))
+            protocols.add(str(attrs.get("protocol_hash", "unknown")))
+            tasks.append(int(attrs.get("task_id", -1)))
+        available = sum(below is None or 0 <= s < below for s in starts)
+        counts.append(_demos_used(available, data) if available else 0)
+    if len(suites) > 1 or len(protocols) > 1:
+        raise InvalidConfig(f"Train run {run.run_id} mixes suites {sorted(suites)} / protocols {sorted(protocols)}")
+    order = sorted(range(len(tasks)), key=tasks.__getitem__)
+    return TrainingData(suites.pop(), tuple(tasks[i] for i in order), protocols.pop(),
+                        tuple(counts[i] for i in order))
+
+
+def check_comparable(runs: list[TrainRun]) -> TrainingData:
+    """Refuse runs trained on different suites, task sets or protocols; return the first run's data."""
+    first, reference = runs[0], training_data(runs[0])
+    for run in runs[1:]:
+        other = training_data(run)
+        for what, a, b in (("suite", reference.suite, other.suite),
+                           ("task set", list(reference.task_ids), list(other.task_ids)),
+                           ("protocol (hash)", reference.protocol_hash, other.protocol_hash)):
+            if a != b:
+                raise InvalidConfig(f"Runs in one curve must share their training data's {what}: "
+                                    f"{first.run_id} has {a}, {run.run_id} has {b}")
+    return reference

@@ -1,0 +1,131 @@
+"""Curve maths (pooling, threshold crossings, ratios), outputs, and train-run checks."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from sfbench.curve_runs import CurveSettings
+from sfbench.curves import Measurement, crossings, first_crossing, plot, pool, write_points_csv
+from sfbench.errors import InvalidConfig, MissingAsset, UnknownChoice
+from sfbench.policies.tiny_vla import TinyVLA, TinyVLAConfig, save_checkpoint
+from sfbench.trainruns import check_comparable, load_train_run, training_data
+from tests.train.test_demos import write_file
+
+
+def m(label, x, k, n, run="r"):
+    return Measurement(label, run, x, k, n, f"eval-{label}-{x}")
+
+
+def curve(label, *points):
+    return pool([m(label, x, k, n) for x, k, n in points])[label]
+
+
+def test_pool_sums_seeds_at_the_same_x_and_sorts_by_x():
+    pooled = pool([m("sf", 200, 3, 10, "s1"), m("sf", 100, 1, 10, "s1"), m("sf", 200, 5, 10, "s2"),
+                   m("base", 100, 0, 10)])
+    assert list(pooled) == ["sf", "base"]
+    p100, p200 = pooled["sf"]
+    assert (p100.x, p200.x) == (100, 200)
+    assert (p200.rate.successes, p200.rate.n, p200.rate.success_rate) == (8, 20, 0.4)
+    assert p200.train_runs == ("s1", "s2")
+    assert p200.rate.ci_low < 0.4 < p200.rate.ci_high
+
+
+def test_first_crossing_interpolates_between_the_bracketing_points():
+    points = curve("a", (100, 1, 10), (200, 3, 10), (300, 7, 10))
+    x, first = first_crossing(points, 0.5)
+    assert x == pytest.approx(250.0) and not first  # 0.3 -> 0.7 over 100 steps: 0.5 halfway
+    assert first_crossing(points, 0.7) == (300, False)
+    assert first_crossing(points, 0.1) == (100, True)  # reached at the first point: an upper bound
+    assert first_crossing(points, 0.8) == (None, False)
+
+
+def test_first_crossing_uses_the_first_time_not_a_later_one():
+    points = curve("a", (1, 6, 10), (2, 2, 10), (3, 9, 10))
+    assert first_crossing(points, 0.5) == (1, True)
+
+
+def test_ratios_are_relative_to_the_baseline_and_say_when_it_never_reached():
+    curves = {"base": curve("base", (100, 2, 10), (200, 4, 10), (400, 8, 10)),
+              "sf": curve("sf", (100, 4, 10), (200, 8, 10), (400, 9, 10)),
+              "none": curve("none", (100, 0, 10), (400, 1, 10))}
+    rows = {c.label: c for c in crossings(curves, 0.4, "base")}
+    assert rows["base"].ratio == pytest.approx(1.0)
+    assert rows["sf"].x == 100 and rows["sf"].ratio == pytest.approx(2.0)
+    assert rows["none"].x is None and rows["none"].ratio_note == "not reached"
+    never = {c.label: c for c in crossings(curves, 0.85, "base")}
+    assert never["base"].x is None and never["sf"].x == pytest.approx(200 + 200 * (0.85 - 0.8) / 0.1)
+    assert never["sf"].ratio_note.startswith("> ") and "baseline never reached" in never["sf"].ratio_note
+
+
+def test_points_csv_and_plot_are_written(tmp_path):
+    curves = {"base": curve("base", (100, 2, 10), (200, 4, 10))}
+    write_points_csv(curves, tmp_path / "points.csv", "training step")
+    rows = list(csv.DictReader((tmp_path / "points.csv").open()))
+    assert rows[1]["training step"] == "200" and rows[1]["successes"] == "4" and rows[1]["n"] == "10"
+    png = plot(curves, [0.3], tmp_path / "c.png", x_name="training step", title="t")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_settings_reject_bad_kind_threshold_and_empty_runs():
+    with pytest.raises(UnknownChoice, match="data_efficiency"):
+        CurveSettings(kind="speed", runs=["a"])
+    with pytest.raises(InvalidConfig, match="threshold=1.5"):
+        CurveSettings(runs=["a"], threshold=[0.5, 1.5])
+    with pytest.raises(InvalidConfig, match="runs is empty"):
+        CurveSettings(runs=[])
+
+
+def train_run(tmp_path, run_id, *, task_id=3, fraction=1.0, below=None, checkpoints=(10, 20)):
+    """A train run directory with tiny real checkpoints, trained (nominally) on its own demo file."""
+    data = tmp_path / f"data-{task_id}"
+    if not data.exists():
+        write_file(data / "t_demo.hdf5", 4, t=3)
+        import h5py
+
+        with h5py.File(data / "t_demo.hdf5", "a") as f:
+            f["data"].attrs.update({"task_id": task_id, "suite": "libero_spatial", "protocol_hash": "abc"})
+    run_dir = tmp_path / "train" / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(
+        f"policy: {{name: tiny_vla, dim: 16, layers: 1, heads: 2, image_size: 16}}\n"
+        f"data: {{path: {data}, fraction: {fraction}, demos_per_task: null, init_states_below: "
+        f"{'null' if below is None else below}}}\ntrain: {{seed: 7}}\n")
+    cfg = TinyVLAConfig(dim=16, layers=1, heads=2, image_size=16)
+    stats = {k: {"q01": [-1.0] * d, "q99": [1.0] * d} for k, d in (("action", 7), ("proprio", 8))}
+    for step in checkpoints:
+        save_checkpoint(run_dir / "checkpoints" / f"step_{step:06d}", TinyVLA(cfg), cfg, stats, step)
+    return run_dir
+
+
+def test_train_runs_list_checkpoints_and_count_demos_used(tmp_path):
+    train_run(tmp_path, "half", fraction=0.5, checkpoints=(20, 10))
+    train_run(tmp_path, "held", below=3)
+    run = load_train_run(tmp_path / "train", "half")
+    assert list(run.checkpoints) == [10, 20] and run.label == "tiny_vla" and run.seed == 7
+    assert training_data(run).demos_per_task == (2,)  # ceil(0.5 * 4)
+    assert training_data(load_train_run(tmp_path / "train", "held")).demos_per_task == (3,)  # init states 0..2
+    with pytest.raises(InvalidConfig, match="no checkpoint at step 30.*saved steps: \\[10, 20\\]"):
+        run.checkpoint(30)
+
+
+def test_missing_runs_and_runs_without_checkpoints_are_clear_errors(tmp_path):
+    train_run(tmp_path, "a")
+    with pytest.raises(MissingAsset, match="No train run 'b'.*runs there: a"):
+        load_train_run(tmp_path / "train", "b")
+    (tmp_path / "train" / "empty").mkdir()
+    (tmp_path / "train" / "empty" / "config.yaml").write_text("policy: {name: tiny_vla}\n")
+    with pytest.raises(MissingAsset, match="'empty' has no saved checkpoints"):
+        load_train_run(tmp_path / "train", "empty")
+
+
+def test_runs_trained_on_different_task_sets_are_refused_naming_the_difference(tmp_path):
+    train_run(tmp_path, "a", task_id=3)
+    train_run(tmp_path, "b", task_id=3, fraction=0.25)
+    train_run(tmp_path, "c", task_id=5)
+    runs = [load_train_run(tmp_path / "train", r) for r in ("a", "b", "c")]
+    assert check_comparable(runs[:2]).task_ids == (3,)
+    with pytest.raises(InvalidConfig, match="task set: a has \\[3\\], c has \\[5\\]"):
+        check_comparable([runs[0], runs[2]])

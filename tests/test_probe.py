@@ -1,0 +1,96 @@
+"""Depth-probe maths (metrics, heads, fitting), the demo-level split and the command end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from sfbench.compose import compose_config
+from sfbench.errors import InvalidConfig
+from sfbench.probe import FitSettings, depth_metrics, fit_probe, make_head
+from sfbench.probing import Frames, run_probe, split
+from tests.test_curves import train_run
+
+
+def test_metrics_of_exact_scaled_and_known_predictions():
+    t = torch.tensor([[1.0, 2.0], [4.0, 0.0]])
+    valid = t > 0
+    exact = depth_metrics(t.clone(), t, valid)
+    assert (exact.abs_rel, exact.rmse, exact.delta1, exact.pixels) == (0.0, 0.0, 1.0, 3)
+    double = depth_metrics(2 * t, t, valid)
+    assert double.abs_rel == pytest.approx(1.0) and double.delta1 == 0.0
+    assert double.rmse == pytest.approx(np.sqrt((1 + 4 + 16) / 3))
+    near = depth_metrics(torch.tensor([[1.2, 2.6], [4.0, 9.0]]), t, valid)  # ratios 1.2, 1.3, 1.0
+    assert near.delta1 == pytest.approx(2 / 3) and near.abs_rel == pytest.approx((0.2 + 0.3 + 0) / 3)
+
+
+def test_heads_map_a_token_grid_to_the_output_resolution():
+    x = torch.randn(2, 8, 4, 4)
+    assert make_head("linear", 8, 4)(x).shape == (2, 16, 16)
+    assert make_head("conv", 8, 4)(x).shape == (2, 16, 16)
+    with pytest.raises(ValueError, match="power-of-two"):
+        make_head("conv", 8, 3)
+
+
+def synthetic(n: int, informative: bool, seed: int = 0):
+    """Depth maps (n, 8, 8) whose 2x2 patches' log-depths are (or are not) linear in the features."""
+    g = torch.Generator().manual_seed(seed)
+    log_depth = torch.rand(n, 4, 4, 4, generator=g) * 1.5 - 0.5  # per token: its 4 pixels, 0.6..2.7 m
+    depth = torch.nn.functional.pixel_shuffle(log_depth.permute(0, 3, 1, 2), 2)[:, 0].exp()
+    mixing = torch.randn(4, 12, generator=torch.Generator().manual_seed(99))  # one encoding for every split
+    codes = log_depth @ mixing if informative else torch.randn(n, 4, 4, 12, generator=g)
+    return codes.permute(0, 3, 1, 2).contiguous(), depth
+
+
+@pytest.mark.parametrize(("head", "max_abs_rel"), [("linear", 0.08), ("conv", 0.2)])
+def test_a_probe_reads_depth_that_the_features_encode_and_not_from_noise(head, max_abs_rel):
+    settings = FitSettings(steps=600, batch_size=32, lr=1e-2)
+    feats, depth = synthetic(256, informative=True)
+    test_feats, test_depth = synthetic(64, informative=True, seed=1)
+    probe = fit_probe(head, feats, depth, depth > 0, settings)
+    good = depth_metrics(probe.predict(test_feats), test_depth, test_depth > 0)
+    noise, noise_depth = synthetic(256, informative=False)
+    bad_probe = fit_probe(head, noise, noise_depth, noise_depth > 0, settings)
+    test_noise, test_noise_depth = synthetic(64, informative=False, seed=1)
+    bad = depth_metrics(bad_probe.predict(test_noise), test_noise_depth, test_noise_depth > 0)
+    # The conv head's bilinear upsampling cannot place each token's 2x2 pixels exactly: a looser bound.
+    assert good.abs_rel < max_abs_rel and good.delta1 > 0.8
+    assert bad.abs_rel > 0.3 and bad.delta1 < good.delta1 - 0.2, (good, bad)
+
+
+def test_split_keeps_each_demo_on_one_side():
+    frames = Frames([{}] * 20, np.repeat(np.arange(5), 4))
+    train, test = split(frames, 0.4, seed=0)
+    assert len(train) + len(test) == 20 and len(test) == 8
+    assert not set(frames.demo_index[train]) & set(frames.demo_index[test])
+    assert split(frames, 0.4, seed=0)[1].tolist() == test.tolist()
+
+
+def test_probe_command_writes_table_csv_and_grids(tmp_path):
+    run_dir = train_run(tmp_path, "r", checkpoints=(10,))
+    ckpt = run_dir / "checkpoints" / "step_000010"
+    data = tmp_path / "data-3"
+    cfg = compose_config("probe", [f"checkpoints=[{ckpt}]", f"probe.data={data}", "probe.frame_stride=1",
+                                   "probe.output_size=4", "probe.steps=20", "probe.examples=2",
+                                   f"probe.output_dir={tmp_path / 'probes'}", "probe.name=p"])
+    result = run_probe(cfg)
+    assert result["layer"] == 1 and result["train_frames"] + result["test_frames"] == 12
+    rows = list(csv.DictReader((tmp_path / "probes" / "p" / "probe.csv").open()))
+    assert [(r["label"], r["head"]) for r in rows] == [
+        ("tiny_vla", "linear"), ("tiny_vla", "conv"), ("random_init", "linear"), ("random_init", "conv")]
+    assert all(0.0 <= float(r["delta1"]) <= 1.0 and float(r["rmse"]) >= 0 for r in rows)
+    assert (tmp_path / "probes" / "p" / "tiny_vla.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "probes" / "p" / "probe.json").read_text())["rows"][0]["pixels"] > 0
+
+
+def test_probe_needs_a_checkpoint_and_known_heads(tmp_path):
+    with pytest.raises(InvalidConfig, match="Nothing to probe"):
+        run_probe(compose_config("probe", []))
+    cfg = compose_config("probe", ["policy.checkpoint=x", "probe.heads=[linear,mlp]"])
+    with pytest.raises(InvalidConfig, match="'mlp'; choices: linear, conv"):
+        run_probe(OmegaConf.create(OmegaConf.to_container(cfg)))
