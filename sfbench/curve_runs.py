@@ -22,7 +22,14 @@ from sfbench.evaluation import run_eval
 from sfbench.policies import make_config
 from sfbench.protocol import Protocol
 from sfbench.records import load_records, write_json_atomic
-from sfbench.trainruns import TrainingData, TrainRun, check_comparable, load_train_run, training_data
+from sfbench.trainruns import (
+    TrainingData,
+    TrainRun,
+    check_comparable,
+    curve_labels,
+    load_train_run,
+    training_data,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +117,7 @@ def run_curves(cfg: DictConfig) -> dict[str, Any]:
     train_dir = Path(settings.train_dir)
     runs = [load_train_run(train_dir, r) for r in settings.runs]
     data = check_comparable(runs)
+    labels = dict(zip(settings.runs, curve_labels(runs, data_is_x=settings.kind == "data_efficiency"), strict=True))
     jobs = [(run, step) for run in runs for step in _steps(settings, run)]
     for run, step in jobs:
         run.checkpoint(step)  # every requested checkpoint exists, before any evaluation starts
@@ -118,7 +126,7 @@ def run_curves(cfg: DictConfig) -> dict[str, Any]:
         log.info("[%d/%d] %s step %d", i, len(jobs), run.run_id, step)
         successes, n, eval_run = _evaluate(cfg, run, step, list(data.task_ids))
         x = _x(settings.kind, run, training_data(run), step)
-        measurements.append(curves.Measurement(run.label, run.run_id, x, successes, n, eval_run))
+        measurements.append(curves.Measurement(labels[run.run_id], run.run_id, x, successes, n, eval_run))
     return _write(settings, cfg, measurements, data)
 
 

@@ -41,11 +41,6 @@ class TrainRun:
         return dict(self.config["policy"])
 
     @property
-    def label(self) -> str:
-        """Curve label: the policy name (runs with one label and x are pooled, e.g. seeds)."""
-        return str(self.config["policy"]["name"])
-
-    @property
     def seed(self) -> int:
         """The training seed."""
         return int(self.config["train"]["seed"])
@@ -56,6 +51,36 @@ class TrainRun:
             raise InvalidConfig(f"Train run {self.run_id} has no checkpoint at step {step}; "
                                 f"saved steps: {sorted(self.checkpoints)}")
         return self.checkpoints[step]
+
+
+# Settings that do not define a curve: seeds are pooled, the rest does not change what is trained.
+_NOT_IN_LABEL = {"train.seed", "train.progress", "train.num_threads", "train.log_every", "train.save_every",
+                 "run_id", "output_dir"}
+_DATA_SIZE = {"data.fraction", "data.demos_per_task"}
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+def curve_labels(runs: list[TrainRun], *, data_is_x: bool) -> list[str]:
+    """One label per run: its policy name, plus the settings that tell apart runs of one policy.
+
+    Runs that differ only in their seed share a label (and are pooled); with ``data_is_x`` the
+    amount of data is the curve's x, not part of its label.
+    """
+    ignore = _NOT_IN_LABEL | (_DATA_SIZE if data_is_x else set())
+    flat = [{k: v for k, v in _flat(r.config).items() if k not in ignore and not k.startswith("launcher.")}
+            for r in runs]
+    labels = []
+    for f in flat:
+        same_policy = [g for g in flat if g["policy.name"] == f["policy.name"]]
+        differing = sorted(k for k in f if any(g.get(k) != f[k] for g in same_policy))
+        labels.append(" ".join([str(f["policy.name"]), *(f"{k.split('.')[-1]}={f[k]}" for k in differing)]))
+    return labels
 
 
 def _checkpoints(run_dir: Path) -> dict[int, Path]:

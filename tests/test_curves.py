@@ -10,7 +10,8 @@ from sfbench.curve_runs import CurveSettings
 from sfbench.curves import Measurement, crossings, first_crossing, plot, pool, write_points_csv
 from sfbench.errors import InvalidConfig, MissingAsset, UnknownChoice
 from sfbench.policies.tiny_vla import TinyVLA, TinyVLAConfig, save_checkpoint
-from sfbench.trainruns import check_comparable, load_train_run, training_data
+from sfbench.trainruns import TrainRun, check_comparable, curve_labels, load_train_run, training_data
+from tests.conftest import run_cli
 from tests.train.test_demos import write_file
 
 
@@ -104,11 +105,21 @@ def test_train_runs_list_checkpoints_and_count_demos_used(tmp_path):
     train_run(tmp_path, "half", fraction=0.5, checkpoints=(20, 10))
     train_run(tmp_path, "held", below=3)
     run = load_train_run(tmp_path / "train", "half")
-    assert list(run.checkpoints) == [10, 20] and run.label == "tiny_vla" and run.seed == 7
+    assert list(run.checkpoints) == [10, 20] and run.seed == 7
     assert training_data(run).demos_per_task == (2,)  # ceil(0.5 * 4)
     assert training_data(load_train_run(tmp_path / "train", "held")).demos_per_task == (3,)  # init states 0..2
     with pytest.raises(InvalidConfig, match="no checkpoint at step 30.*saved steps: \\[10, 20\\]"):
         run.checkpoint(30)
+
+
+def test_labels_pool_seeds_and_name_what_else_differs(tmp_path):
+    base = {"policy": {"name": "tiny_vla"}, "data": {"fraction": 1.0}, "train": {"seed": 1, "steps": 10}}
+    runs = [TrainRun(str(i), tmp_path, cfg, {}) for i, cfg in enumerate([
+        base, base | {"train": {"seed": 2, "steps": 10}}, base | {"data": {"fraction": 0.5}},
+        {**base, "policy": {"name": "tiny_vla_sf"}}])]
+    assert curve_labels(runs, data_is_x=False) == [
+        "tiny_vla fraction=1.0", "tiny_vla fraction=1.0", "tiny_vla fraction=0.5", "tiny_vla_sf"]
+    assert curve_labels(runs, data_is_x=True) == ["tiny_vla", "tiny_vla", "tiny_vla", "tiny_vla_sf"]
 
 
 def test_missing_runs_and_runs_without_checkpoints_are_clear_errors(tmp_path):
@@ -129,3 +140,36 @@ def test_runs_trained_on_different_task_sets_are_refused_naming_the_difference(t
     assert check_comparable(runs[:2]).task_ids == (3,)
     with pytest.raises(InvalidConfig, match="task set: a has \\[3\\], c has \\[5\\]"):
         check_comparable([runs[0], runs[2]])
+
+
+def test_cli_refuses_runs_of_different_task_sets_before_evaluating(tmp_path):
+    train_run(tmp_path, "a", task_id=3)
+    train_run(tmp_path, "c", task_id=5)
+    proc = run_cli("curves", "runs=[a,c]", f"curves.train_dir={tmp_path / 'train'}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "task set: a has [3], c has [5]" in proc.stderr
+    proc = run_cli("curves", "runs=[a,zzz]", f"curves.train_dir={tmp_path / 'train'}")
+    assert proc.returncode == 2 and "No train run 'zzz'" in proc.stderr
+
+
+@pytest.mark.sim
+def test_curves_evaluate_every_checkpoint_in_the_simulator_and_resume(tmp_path):
+    train_run(tmp_path, "full", checkpoints=(10, 20))
+    train_run(tmp_path, "quarter", fraction=0.25, checkpoints=(10, 20))
+    common = ["runs=[full,quarter]", f"curves.train_dir={tmp_path / 'train'}", "protocol=libero_oft_fast",
+              "protocol.max_steps.libero_spatial=12", "eval.tasks=[0]", "eval.episodes_per_task=1",
+              "eval.progress=false", f"output_dir={tmp_path / 'runs'}", f"curves.output_dir={tmp_path / 'curves'}"]
+    proc = run_cli("curves", "kind=convergence", "curves.name=conv", "curves.threshold=[0.5,1.0]", *common)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader((tmp_path / "curves" / "conv" / "points.csv").open()))
+    assert [(r["label"], r["training step"], r["n"]) for r in rows] == [
+        ("tiny_vla fraction=1.0", "10", "1"), ("tiny_vla fraction=1.0", "20", "1"),
+        ("tiny_vla fraction=0.25", "10", "1"), ("tiny_vla fraction=0.25", "20", "1")]
+    assert len(list((tmp_path / "runs").iterdir())) == 4  # one eval run per checkpoint
+    assert (tmp_path / "curves" / "conv" / "convergence.png").is_file()
+    assert "not reached" in proc.stdout  # 12-step episodes of untrained models cannot succeed
+    proc = run_cli("curves", "kind=data_efficiency", "curves.name=data", *common)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader((tmp_path / "curves" / "data" / "points.csv").open()))
+    assert [r["demos per task"] for r in rows] == ["1", "4"]  # ceil(0.25 * 4) and all 4
+    assert len(list((tmp_path / "runs").iterdir())) == 4, "the final checkpoints' evaluations are reused"
