@@ -55,10 +55,10 @@ def _overall(rates: dict[str, Rate]) -> Rate | None:
     return Rate(n, round(mean * n), mean, low, high)
 
 
-def measured_rows(runs_dir: Path) -> list[Row]:
-    """Rows of every run under ``runs_dir``; runs of one cell are merged by episode key."""
+def measured_rows(*runs_dirs: Path) -> list[Row]:
+    """Rows of every run under ``runs_dirs``; runs of one cell are merged by episode key."""
     cells: dict[tuple, dict[tuple, EpisodeRecord]] = defaultdict(dict)
-    for run_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []:
+    for run_dir in sorted(p for d in runs_dirs if d.is_dir() for p in d.iterdir() if p.is_dir()):
         for rec in load_records(run_dir):
             key = (rec.policy, rec.checkpoint, rec.suite, rec.protocol, rec.protocol_hash)
             cells[key][rec.key] = rec
@@ -94,8 +94,12 @@ def paper_rows(reference_dir: Path) -> list[Row]:
 
 
 def write_leaderboard(results_dir: Path) -> Path:
-    """Write ``<results_dir>/leaderboard.csv`` (atomically) and return its path."""
-    rows = measured_rows(results_dir / "runs") + paper_rows(results_dir / "reference")
+    """Write ``<results_dir>/leaderboard.csv`` (atomically) and return its path.
+
+    Measured rows come from ``<results_dir>/runs`` and the committed ``experiments/*/runs``.
+    """
+    runs_dirs = [results_dir / "runs", *sorted(results_dir.glob("experiments/*/runs"))]
+    rows = measured_rows(*runs_dirs) + paper_rows(results_dir / "reference")
     path = results_dir / "leaderboard.csv"
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with tmp.open("w", newline="") as f:

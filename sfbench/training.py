@@ -18,7 +18,7 @@ from sfbench.sweep import expand_sweeps
 from sfbench.train.trainer import TrainJob, job_from_config
 
 # Settings that do not change what is trained (so they stay out of the run id).
-_NOT_IN_RUN_ID = {"progress", "num_threads", "log_every"}
+_NOT_IN_RUN_ID = {"progress", "num_threads", "log_every", "device"}
 
 
 def make_train_run_id(cfg: dict[str, Any]) -> str:

@@ -55,7 +55,7 @@ class TrainRun:
 
 # Settings that do not define a curve: seeds are pooled, the rest does not change what is trained.
 _NOT_IN_LABEL = {"train.seed", "train.progress", "train.num_threads", "train.log_every", "train.save_every",
-                 "run_id", "output_dir"}
+                 "train.device", "run_id", "output_dir"}
 _DATA_SIZE = {"data.fraction", "data.demos_per_task"}
 
 

@@ -47,9 +47,18 @@ class TrainSettings:
     save_every: int = 500
     log_every: int = 10
     num_threads: int = 0
+    device: str = "cpu"
     progress: bool = True
 
     def __post_init__(self) -> None:
+        try:
+            kind = torch.device(self.device).type
+        except RuntimeError:
+            kind = None
+        if kind not in ("cpu", "cuda"):
+            raise InvalidConfig(f"train.device={self.device!r}; choices: cpu, cuda, cuda:<index>")
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise InvalidConfig(f"train.device={self.device!r} but this machine has no CUDA device; use train.device=cpu")
         if self.schedule not in ("multistep", "cosine", "constant"):
             raise InvalidConfig(f"train.schedule={self.schedule!r}; choices: constant, cosine, multistep")
         bad = [k for k in ("steps", "batch_size", "save_every", "log_every") if getattr(self, k) < 1]
@@ -101,8 +110,11 @@ class Trainer:
             raise InvalidConfig("policy.checkpoint is for evaluation; training resumes from its own run directory")
         self.dataset, self.stats = load_dataset(self.data_cfg, self.model_cfg.views, self.model_cfg.chunk_size)
         torch.manual_seed(self.settings.seed)
-        self.model = TinyVLA(self.model_cfg)
+        self.device = torch.device(self.settings.device)
+        self.model = TinyVLA(self.model_cfg).to(self.device)
         self.sf, self.targets = self._alignment()
+        if self.sf:
+            self.sf.to(self.device)
         params = list(self.model.parameters()) + (list(self.sf.parameters()) if self.sf else [])
         self.optimizer = torch.optim.AdamW(params, lr=self.settings.lr, weight_decay=self.settings.weight_decay)
 
@@ -126,7 +138,7 @@ class Trainer:
             return 0
         model, _, _, state = load_checkpoint(ckpt, type(self.model_cfg))
         self.model.load_state_dict(model.state_dict())
-        training = torch.load(ckpt / TRAINING_STATE, weights_only=True)
+        training = torch.load(ckpt / TRAINING_STATE, weights_only=True, map_location=self.device)
         self.optimizer.load_state_dict(training["optimizer"])
         if self.sf:
             self.sf.load_state_dict(training["projector"])
@@ -149,13 +161,15 @@ class Trainer:
         idx = torch.randint(0, len(self.dataset), (s.batch_size,), generator=gen).tolist()
         items = [self.dataset[i] for i in idx]
         batch, boxes = model_batch(items, self.model_cfg, self.data_cfg, gen, self.data_cfg.augment)
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(step, s)
         out = self.model(batch, hidden_layer=self.sf.layer if self.sf else None)
         action_loss = F.l1_loss(out["actions"], batch["actions"])
         loss, metrics = action_loss, {"action_loss": action_loss.item()}
         if self.sf:
-            align, align_metrics = self.sf.loss(out["visual_hidden"], out["grid"], self.targets(items, boxes))
+            targets = self.targets(items, boxes).to(self.device, non_blocking=True)
+            align, align_metrics = self.sf.loss(out["visual_hidden"], out["grid"], targets)
             loss, metrics = loss + align, metrics | align_metrics
         if not torch.isfinite(loss):
             last = latest_checkpoint(self.run_dir)

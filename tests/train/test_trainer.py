@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sfbench.errors import SfbenchError
+from sfbench.errors import InvalidConfig, SfbenchError
 from sfbench.train.trainer import Trainer, TrainJob, TrainSettings, latest_checkpoint, lr_at
 from tests.train.test_demos import write_file
 
@@ -74,3 +74,21 @@ def test_learning_rate_schedules():
     assert [lr_at(t, s) for t in (0, 49, 50, 90)] == [1.0, 1.0, pytest.approx(0.1), pytest.approx(0.01)]
     c = TrainSettings(steps=100, lr=1.0, schedule="cosine")
     assert lr_at(0, c) == pytest.approx(1.0) and lr_at(100, c) == pytest.approx(1e-3)
+
+
+def test_device_is_validated_with_the_choices():
+    with pytest.raises(InvalidConfig, match="train.device='tpu'; choices: cpu, cuda"):
+        TrainSettings(device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidConfig, match="no CUDA device"):
+            TrainSettings(device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_draws_the_same_batches_and_saves_cpu_weights(tmp_path):
+    cpu, cuda = job(tmp_path, "cpu", steps=10), job(tmp_path, "cuda", steps=10, device="cuda")
+    cpu(), cuda()
+    a, b = weights(cpu.run_dir), weights(cuda.run_dir)
+    assert all(b[k].device.type == "cpu" for k in b)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-2, "same data, init and schedule"
