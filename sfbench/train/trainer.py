@@ -58,7 +58,7 @@ class TrainSettings:
         if kind not in ("cpu", "cuda"):
             raise InvalidConfig(f"train.device={self.device!r}; choices: cpu, cuda, cuda:<index>")
         if kind == "cuda" and not torch.cuda.is_available():
-            raise InvalidConfig(f"train.device={self.device!r} but this machine has no CUDA device; use train.device=cpu")
+            raise InvalidConfig(f"train.device={self.device!r}, but this machine has no CUDA device; use cpu")
         if self.schedule not in ("multistep", "cosine", "constant"):
             raise InvalidConfig(f"train.schedule={self.schedule!r}; choices: constant, cosine, multistep")
         bad = [k for k in ("steps", "batch_size", "save_every", "log_every") if getattr(self, k) < 1]
