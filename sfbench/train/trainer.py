@@ -188,7 +188,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         start = self._resume()
         self.model.train()
-        metrics_file = (self.run_dir / "metrics.jsonl").open("a")
+        metrics_file = _metrics_until(self.run_dir / "metrics.jsonl", start).open("a")
         bar = tqdm(range(start, s.steps), initial=start, total=s.steps, desc=self.run_dir.name,
                    disable=not s.progress, dynamic_ncols=True)
         t0 = time.perf_counter()
@@ -203,6 +203,16 @@ class Trainer:
                 self._save(step + 1)
         metrics_file.close()
         return latest_checkpoint(self.run_dir) or self._save(s.steps)
+
+
+def _metrics_until(path: Path, step: int) -> Path:
+    """Drop the lines of ``path`` logged after ``step`` (the resumed checkpoint), atomically."""
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines(keepends=True) if json.loads(line)["step"] <= step]
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)
+    return path
 
 
 def job_from_config(cfg: dict[str, Any], run_dir: Path) -> TrainJob:
