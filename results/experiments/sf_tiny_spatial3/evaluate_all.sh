@@ -12,7 +12,7 @@ FULL="tiny_vla-f1.0-s7,tiny_vla_sf-f1.0-s7,tiny_vla_depth-f1.0-s7"
 sfbench curves kind=convergence runs=[$FULL] curves.name=convergence $EVAL
 # shellcheck disable=SC2086
 sfbench curves kind=data_efficiency curves.name=data_efficiency $EVAL \
-  runs=[tiny_vla-f0.25-s7,tiny_vla-f0.5-s7,tiny_vla-f1.0-s7,tiny_vla_sf-f0.25-s7,tiny_vla_sf-f0.5-s7,tiny_vla_sf-f1.0-s7,tiny_vla_depth-f0.25-s7,tiny_vla_depth-f0.5-s7,tiny_vla_depth-f1.0-s7]
+  runs=[tiny_vla-f0.25-s7,tiny_vla-f0.5-s7,tiny_vla-f1.0-s7,tiny_vla_sf-f0.25-s7,tiny_vla_sf-f0.5-s7,tiny_vla_sf-f1.0-s7]
 # Depth probes on the 30 held-out demos (init states 40-49), final checkpoints of the full-data runs.
 CKPTS=$(echo $FULL | tr ',' '\n' | sed 's|.*|results/train/&/checkpoints/step_001500|' | paste -sd,)
 sfbench probe checkpoints=[$CKPTS] probe.data=$DEMOS probe.init_states_from=40 probe.output_dir=$EXP probe.name=probe
