@@ -137,6 +137,7 @@ def plot(curves: dict[str, list[Point]], thresholds: list[float], path: Path, *,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for label, points in curves.items():
@@ -146,8 +147,11 @@ def plot(curves: dict[str, list[Point]], thresholds: list[float], path: Path, *,
                         color=line.get_color(), alpha=0.18, linewidth=0)
     for t in thresholds:
         ax.axhline(100 * t, color="grey", linestyle="--", linewidth=0.8)
-    if log_x:
+    if log_x:  # ticks at the measured x values, written plainly (10, 20, 40; not 2 x 10^1)
         ax.set_xscale("log")
+        ax.set_xticks(sorted({p.x for points in curves.values() for p in points}))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set(xlabel=x_name, ylabel="success rate (%)", title=title, ylim=(-2, 102))
     ax.grid(alpha=0.3)
     ax.legend()
