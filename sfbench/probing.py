@@ -53,6 +53,7 @@ class ProbeSettings:
     batch_size: int = 64
     lr: float = 3e-3
     seed: int = 0
+    num_threads: int | None = None
     output_dir: str = "results/probes"
     name: str | None = None
 
@@ -64,6 +65,8 @@ class ProbeSettings:
             raise InvalidConfig(f"probe.test_fraction={self.test_fraction} must be in (0, 1)")
         if self.frame_stride < 1 or self.output_size < 1:
             raise InvalidConfig("probe.frame_stride and probe.output_size must be >= 1")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise InvalidConfig(f"probe.num_threads={self.num_threads} must be >= 1 (or null for torch's default)")
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,8 @@ def probe_policy(policy: TinyVLAPolicy, frames: Frames, s: ProbeSettings, layer:
 
 
 def _default_name(s: ProbeSettings, checkpoints: list[str]) -> str:
-    key = json.dumps({"checkpoints": checkpoints, **dataclasses.asdict(s)}, sort_keys=True, default=str)
+    settings = {k: v for k, v in dataclasses.asdict(s).items() if k != "num_threads"}  # same result either way
+    key = json.dumps({"checkpoints": checkpoints, **settings}, sort_keys=True, default=str)
     return f"probe-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
@@ -182,6 +186,8 @@ def _labels(configs: list[dict[str, Any]]) -> list[str]:
 def run_probe(cfg: DictConfig) -> dict[str, Any]:
     """Probe every checkpoint (plus a random-init control); write probe.csv, probe.json and PNG grids."""
     s = make_config(ProbeSettings, OmegaConf.to_container(cfg.probe), what="probe")
+    if s.num_threads:
+        torch.set_num_threads(s.num_threads)
     checkpoints = [str(c) for c in cfg.checkpoints] or ([cfg.policy.checkpoint] if cfg.policy.checkpoint else [])
     if not checkpoints:
         raise InvalidConfig("Nothing to probe: give checkpoints=[<ckpt_a>,<ckpt_b>] or policy.checkpoint=<ckpt>")

@@ -94,3 +94,6 @@ def test_probe_needs_a_checkpoint_and_known_heads(tmp_path):
     cfg = compose_config("probe", ["policy.checkpoint=x", "probe.heads=[linear,mlp]"])
     with pytest.raises(InvalidConfig, match="'mlp'; choices: linear, conv"):
         run_probe(OmegaConf.create(OmegaConf.to_container(cfg)))
+    cfg = compose_config("probe", ["policy.checkpoint=x", "probe.num_threads=0"])
+    with pytest.raises(InvalidConfig, match="probe.num_threads=0 must be >= 1"):
+        run_probe(OmegaConf.create(OmegaConf.to_container(cfg)))

@@ -14,9 +14,10 @@ sfbench curves kind=convergence runs=[$FULL] curves.name=convergence $EVAL
 sfbench curves kind=data_efficiency curves.name=data_efficiency $EVAL \
   runs=[tiny_vla-f0.25-s7,tiny_vla-f0.5-s7,tiny_vla-f1.0-s7,tiny_vla_sf-f0.25-s7,tiny_vla_sf-f0.5-s7,tiny_vla_sf-f1.0-s7]
 # Depth probes on the 30 held-out demos (init states 40-49), final checkpoints of the full-data runs
-# (one torch thread: with more threads than free cores, OpenMP spinning made feature extraction crawl).
+# (one torch thread: with more threads than free cores, OpenMP spinning made feature extraction crawl;
+# the measured run set OMP_NUM_THREADS=1, which probe.num_threads=1 now does).
 CKPTS=$(echo $FULL | tr ',' '\n' | sed 's|.*|results/train/&/checkpoints/step_001500|' | paste -sd,)
-OMP_NUM_THREADS=1 sfbench probe checkpoints=[$CKPTS] probe.data=$DEMOS probe.init_states_from=40 probe.output_dir=$EXP probe.name=probe
+sfbench probe checkpoints=[$CKPTS] probe.num_threads=1 probe.data=$DEMOS probe.init_states_from=40 probe.output_dir=$EXP probe.name=probe
 # Paired comparisons (same 30 init states) of the final full-data checkpoints, and of SF vs baseline
 # at step 900 (where their curves are furthest apart), then leaderboard rows.
 at() { python -c "import csv,sys; print(next(r['eval_runs'] for r in csv.DictReader(open('$EXP/convergence/points.csv'))
