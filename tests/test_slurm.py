@@ -147,9 +147,9 @@ def test_requeued_training_job_resumes_from_its_checkpoint(tmp_path):
                and queue_empty("sfbench-train"), 600, "the requeued training to finish")
     logs = "".join(p.read_text() for p in (tmp_path / "runs" / "submitit").glob(f"{job}*_log.*"))
     assert "Requeued job" in logs or "requeued" in logs.lower()
-    assert "Resuming requeue from" in logs
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
-    assert [m["step"] for m in lines] == list(range(1, 401)), "each step logged once, across the requeue"
+    steps = [m["step"] for m in lines]
+    assert steps == list(range(1, 401)), f"each step logged once, across the requeue; got {steps}"
     # wall_s counts from the start of each process: it drops where the requeued job took over
     restart = next(i for i in range(1, len(lines)) if lines[i]["wall_s"] < lines[i - 1]["wall_s"])
     assert restart % 20 == 0, f"resumed after step {restart}, not at a checkpoint"
