@@ -28,7 +28,6 @@ from sfbench.trainruns import (
     check_comparable,
     curve_labels,
     load_train_run,
-    training_data,
 )
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ class CurveSettings:
         return [float(t) for t in (self.threshold if isinstance(self.threshold, list) else [self.threshold])]
 
 
-def _x(kind: str, run: TrainRun, data: TrainingData, step: int) -> float:
+def _x(kind: str, data: TrainingData, step: int) -> float:
     if kind == "convergence":
         return float(step)
     return sum(data.demos_per_task) / len(data.demos_per_task)
@@ -117,6 +116,7 @@ def run_curves(cfg: DictConfig) -> dict[str, Any]:
     train_dir = Path(settings.train_dir)
     runs = [load_train_run(train_dir, r) for r in settings.runs]
     data = check_comparable(runs)
+    first = data[runs[0].run_id]
     labels = dict(zip(settings.runs, curve_labels(runs, data_is_x=settings.kind == "data_efficiency"), strict=True))
     jobs = [(run, step) for run in runs for step in _steps(settings, run)]
     for run, step in jobs:
@@ -124,10 +124,10 @@ def run_curves(cfg: DictConfig) -> dict[str, Any]:
     measurements = []
     for i, (run, step) in enumerate(jobs, 1):
         log.info("[%d/%d] %s step %d", i, len(jobs), run.run_id, step)
-        successes, n, eval_run = _evaluate(cfg, run, step, list(data.task_ids))
-        x = _x(settings.kind, run, training_data(run), step)
+        successes, n, eval_run = _evaluate(cfg, run, step, list(first.task_ids))
+        x = _x(settings.kind, data[run.run_id], step)
         measurements.append(curves.Measurement(labels[run.run_id], run.run_id, x, successes, n, eval_run))
-    return _write(settings, cfg, measurements, data)
+    return _write(settings, cfg, measurements, first)
 
 
 def _write(settings: CurveSettings, cfg: DictConfig, measurements: list[curves.Measurement],

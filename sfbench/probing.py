@@ -208,9 +208,12 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
     train, test = split(frames, s.test_fraction, s.seed)
     out = Path(s.output_dir) / (s.name or _default_name(s, checkpoints))
     out.mkdir(parents=True, exist_ok=True)
-    rows, grids = [], {}
+    rows, grids, targets_by_crop = [], {}, {}
     for label, policy in tqdm(list(zip(labels, policies, strict=True)), desc="probing"):
-        targets = depth_targets(frames, s.views, policy.config.center_crop_area, s.output_size)
+        crop = policy.config.center_crop_area
+        if crop not in targets_by_crop:  # policies that crop alike share their depth targets
+            targets_by_crop[crop] = depth_targets(frames, s.views, crop, s.output_size)
+        targets = targets_by_crop[crop]
         fitted = probe_policy(policy, frames, s, layer, targets, train, test)
         rows += _rows(label, policy.config.checkpoint if label != RANDOM_INIT else "", layer, fitted,
                       len(train) * len(s.views), len(test) * len(s.views))

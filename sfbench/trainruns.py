@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from omegaconf import OmegaConf
 
 from sfbench.errors import InvalidConfig, MissingAsset
 from sfbench.policies.tiny_vla import STATE_FILE, WEIGHTS_FILE
-from sfbench.train.data import find_files
+from sfbench.train.data import find_files, in_training_split, subset_size
 from sfbench.train.trainer import CHECKPOINTS
 
 
@@ -39,11 +38,6 @@ class TrainRun:
     def policy(self) -> dict[str, Any]:
         """The run's ``policy`` section (architecture of every checkpoint)."""
         return dict(self.config["policy"])
-
-    @property
-    def seed(self) -> int:
-        """The training seed."""
-        return int(self.config["train"]["seed"])
 
     def checkpoint(self, step: int) -> Path:
         """The checkpoint saved at ``step``."""
@@ -105,12 +99,6 @@ def load_train_run(train_dir: Path, run_id: str) -> TrainRun:
     return TrainRun(run_id, run_dir, config, checkpoints)
 
 
-def _demos_used(available: int, data: dict[str, Any]) -> int:
-    """Demos taken from a file of ``available`` (the rule of :func:`sfbench.train.data.select_demos`)."""
-    k = data.get("demos_per_task")
-    return max(1, int(k if k is not None else math.ceil(data.get("fraction", 1.0) * available)))
-
-
 def training_data(run: TrainRun) -> TrainingData:
     """Suite, task ids, protocol and demos per task of a run's training data (HDF5 attributes only)."""
     data = run.config["data"]
@@ -123,8 +111,8 @@ def training_data(run: TrainRun) -> TrainingData:
             suites.add(str(attrs.get("suite", "unknown")))
             protocols.add(str(attrs.get("protocol_hash", "unknown")))
             tasks.append(int(attrs.get("task_id", -1)))
-        available = sum(below is None or 0 <= s < below for s in starts)
-        counts.append(_demos_used(available, data) if available else 0)
+        available = sum(in_training_split(s, below) for s in starts)
+        counts.append(subset_size(available, data.get("fraction", 1.0), data.get("demos_per_task")) if available else 0)
     if len(suites) > 1 or len(protocols) > 1:
         raise InvalidConfig(f"Train run {run.run_id} mixes suites {sorted(suites)} / protocols {sorted(protocols)}")
     order = sorted(range(len(tasks)), key=tasks.__getitem__)
@@ -132,15 +120,16 @@ def training_data(run: TrainRun) -> TrainingData:
                         tuple(counts[i] for i in order))
 
 
-def check_comparable(runs: list[TrainRun]) -> TrainingData:
-    """Refuse runs trained on different suites, task sets or protocols; return the first run's data."""
-    first, reference = runs[0], training_data(runs[0])
+def check_comparable(runs: list[TrainRun]) -> dict[str, TrainingData]:
+    """Refuse runs trained on different suites, task sets or protocols; return run id -> its data."""
+    data = {run.run_id: training_data(run) for run in runs}
+    first, reference = runs[0], data[runs[0].run_id]
     for run in runs[1:]:
-        other = training_data(run)
+        other = data[run.run_id]
         for what, a, b in (("suite", reference.suite, other.suite),
                            ("task set", list(reference.task_ids), list(other.task_ids)),
                            ("protocol (hash)", reference.protocol_hash, other.protocol_hash)):
             if a != b:
                 raise InvalidConfig(f"Runs in one curve must share their training data's {what}: "
                                     f"{first.run_id} has {a}, {run.run_id} has {b}")
-    return reference
+    return data

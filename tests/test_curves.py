@@ -105,7 +105,7 @@ def test_train_runs_list_checkpoints_and_count_demos_used(tmp_path):
     train_run(tmp_path, "half", fraction=0.5, checkpoints=(20, 10))
     train_run(tmp_path, "held", below=3)
     run = load_train_run(tmp_path / "train", "half")
-    assert list(run.checkpoints) == [10, 20] and run.seed == 7
+    assert list(run.checkpoints) == [10, 20] and run.config["train"]["seed"] == 7
     assert training_data(run).demos_per_task == (2,)  # ceil(0.5 * 4)
     assert training_data(load_train_run(tmp_path / "train", "held")).demos_per_task == (3,)  # init states 0..2
     with pytest.raises(InvalidConfig, match="no checkpoint at step 30.*saved steps: \\[10, 20\\]"):
@@ -137,7 +137,7 @@ def test_runs_trained_on_different_task_sets_are_refused_naming_the_difference(t
     train_run(tmp_path, "b", task_id=3, fraction=0.25)
     train_run(tmp_path, "c", task_id=5)
     runs = [load_train_run(tmp_path / "train", r) for r in ("a", "b", "c")]
-    assert check_comparable(runs[:2]).task_ids == (3,)
+    assert check_comparable(runs[:2])[runs[0].run_id].task_ids == (3,)
     with pytest.raises(InvalidConfig, match="task set: a has \\[3\\], c has \\[5\\]"):
         check_comparable([runs[0], runs[2]])
 

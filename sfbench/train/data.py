@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,16 @@ def find_files(path: str) -> list[Path]:
     return files
 
 
+def in_training_split(init_state: int, below: int | None) -> bool:
+    """Whether a demo that started from ``init_state`` is used under ``data.init_states_below=below``."""
+    return below is None or 0 <= init_state < below
+
+
+def subset_size(available: int, fraction: float, demos_per_task: int | None) -> int:
+    """Demos taken from a task's ``available`` ones: ``demos_per_task`` or ``ceil(fraction * n)``, at least 1."""
+    return max(1, demos_per_task if demos_per_task is not None else math.ceil(fraction * available))
+
+
 def select_demos(demos: list[Demo], fraction: float, demos_per_task: int | None, seed: int) -> list[Demo]:
     """A deterministic subset: per file, ``demos_per_task`` or ``ceil(fraction * n)`` demos (at least 1).
 
@@ -72,11 +83,11 @@ def select_demos(demos: list[Demo], fraction: float, demos_per_task: int | None,
         by_file.setdefault(d.source.rsplit(":", 1)[0], []).append(d)
     chosen = []
     for i, (_, group) in enumerate(sorted(by_file.items())):
-        k = demos_per_task if demos_per_task is not None else int(np.ceil(fraction * len(group)))
+        k = subset_size(len(group), fraction, demos_per_task)
         if k > len(group):
             raise InvalidConfig(f"data.demos_per_task={k} but {group[0].source.rsplit(':', 1)[0]} has {len(group)}")
         order = np.random.default_rng([seed, i]).permutation(len(group))
-        chosen += [group[j] for j in sorted(order[: max(1, k)])]
+        chosen += [group[j] for j in sorted(order[:k])]
     return chosen
 
 
@@ -123,7 +134,7 @@ def load_dataset(cfg: DataConfig, views: tuple[str, ...] = VIEWS, chunk: int = 8
     """Read, subset and index the demos; stats (q01/q99) come from the selected demos only."""
     demos = [d for f in find_files(cfg.path) for d in load_demos(f)]
     if cfg.init_states_below is not None:
-        demos = [d for d in demos if 0 <= d.init_state < cfg.init_states_below]
+        demos = [d for d in demos if in_training_split(d.init_state, cfg.init_states_below)]
         if not demos:
             raise InvalidConfig(f"No demo in {cfg.path} started from an init state below "
                                 f"data.init_states_below={cfg.init_states_below}")
