@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from sfbench.config import load_protocol, load_suite
-from sfbench.constants import VIEWS
+from sfbench.config.tree import load_protocol, load_suite
+from sfbench.core.constants import VIEWS
 from sfbench.envs import make_env
 
 PROFILES = ("libero_oft", "libero_oft_fast")

@@ -3,9 +3,9 @@
 Rows: physics only (no camera), the ``faithful`` render profile (``libero_oft``: 256 px, both
 views, LIBERO's renderer settings) and the ``fast`` one (``libero_oft_fast``), each on one
 in-process env and on ``--workers`` worker processes stepping at once, through the harness's own
-slots (``sfbench.workers.make_slots``). The headline is each row's cost relative to physics only.
+slots (``sfbench.eval.workers.make_slots``). The headline is each row's cost relative to physics only.
 Last, one episode of the scripted expert (physics only, it needs no camera) through
-``sfbench.rollout.RolloutLoop``.
+``sfbench.eval.rollout.RolloutLoop``.
 
     python benchmarks/rollout_throughput.py [--suite libero_spatial] [--task 0] [--steps 100] [--workers N]
 """
@@ -20,13 +20,13 @@ from functools import partial
 
 import numpy as np
 
-from sfbench.config import load_protocol, load_suite
-from sfbench.constants import ACTION_DIM, VIEWS
+from sfbench.config.tree import load_protocol, load_suite
+from sfbench.core.constants import ACTION_DIM, VIEWS
+from sfbench.core.protocol import Protocol
 from sfbench.envs import make_env
+from sfbench.eval.rollout import Episode, RolloutLoop
+from sfbench.eval.workers import make_slots
 from sfbench.policies import make_policy
-from sfbench.protocol import Protocol
-from sfbench.rollout import Episode, RolloutLoop
-from sfbench.workers import make_slots
 
 # (row name, protocol, views rendered at each step)
 SETUPS = [("physics only", "libero_oft", ()), ("faithful", "libero_oft", VIEWS), ("fast", "libero_oft_fast", VIEWS)]

@@ -1,0 +1,1 @@
+"""The Hydra config tree (installed as ``sfbench.configs``): one folder per config group."""

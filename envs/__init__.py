@@ -13,9 +13,9 @@ from typing import Any
 
 import gymnasium as gym
 
-from sfbench.config import SuiteConfig, group_choices, load_protocol, load_suite
-from sfbench.protocol import Protocol
-from sfbench.task import TaskSpec
+from sfbench.config.tree import SuiteConfig, group_choices, load_protocol, load_suite
+from sfbench.core.protocol import Protocol
+from sfbench.core.task import TaskSpec
 
 __all__ = ["make_env", "task_spec", "gym_id", "register_envs"]
 

@@ -22,8 +22,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sfbench.constants import (
-    ACTION_DIM,
+from sfbench.core.constants import (
     OBS_AGENTVIEW,
     OBS_DEPTH,
     OBS_EXTRINSICS,
@@ -35,10 +34,10 @@ from sfbench.constants import (
     PROPRIO_DIM,
     VIEWS,
 )
-from sfbench.errors import MissingAsset, UnknownChoice
-from sfbench.meshes import DEFAULT_CACHE_DIR, MeshCache, Triangles
-from sfbench.protocol import Protocol, RenderSettings
-from sfbench.task import TaskSpec
+from sfbench.core.errors import MissingAsset, UnknownChoice
+from sfbench.core.meshes import DEFAULT_CACHE_DIR, MeshCache, Triangles
+from sfbench.core.protocol import Protocol, RenderSettings
+from sfbench.core.task import TaskSpec
 
 # EGL gives headless offscreen rendering on Mesa (CPU) and on NVIDIA drivers; it must be chosen
 # before mujoco/robosuite are imported, which happens lazily below.
@@ -50,6 +49,8 @@ CAMERAS = {OBS_AGENTVIEW: "agentview", OBS_WRIST: "robot0_eye_in_hand"}
 INSTRUCTION_CHARSET = string.printable
 # Workspace fixtures that LIBERO's problem classes turn into the arena itself (no body of their
 # own), so they are not listed among a task's fixtures (libero/libero/envs/problems/*.py).
+# LIBERO's OSC_POSE controller: delta end-effector position (3) + axis-angle (3) + gripper (1).
+ACTION_DIM = 7
 ARENA_FIXTURES = frozenset({"table", "floor", "kitchen_table", "living_room_table", "study_table", "coffee_table"})
 
 
@@ -111,6 +112,7 @@ def task_spec(suite: str, task_id: int) -> TaskSpec:
         task_id=task_id,
         name=task.name,
         instruction=task.language,
+        action_dim=ACTION_DIM,
         goal=tuple(tuple(p) for p in problem["goal_state"]),
         objects=flat(problem["objects"]),
         fixtures=flat(problem["fixtures"]),
@@ -232,7 +234,7 @@ class LiberoEnv(gym.Env):
     truncated after the protocol's ``max_steps`` for the suite.
 
     The protocol's ``faithful`` render profile renders exactly as LIBERO does; ``fast`` applies its
-    :class:`~sfbench.protocol.RenderSettings` to every sim (decimated meshes are cached under
+    :class:`~sfbench.core.protocol.RenderSettings` to every sim (decimated meshes are cached under
     ``mesh_cache_dir``). Only the ``views`` the policy needs are rendered at each step.
     """
 

@@ -1,56 +1,57 @@
 """Policy adapters (installed as ``sfbench.policies``).
 
-Each policy is one module ``sfbench.policies.<name>`` with a ``<Name>Config`` dataclass and a
-``Policy`` subclass whose ``name`` equals the module stem and whose ``config_class`` is that
-dataclass. Modules are imported on demand, so a policy's heavy dependencies load only when it
-is chosen.
+A policy config (``configs/policy/<name>.yaml``) names its ``family``: the module or package
+``sfbench.policies.<family>`` (default: the name itself) holding a :class:`Policy` subclass whose
+``name`` is the family. Several configs may share a family (``tiny_vla``, ``tiny_vla_sf``,
+``tiny_vla_depth``). Families are imported on demand, so a policy's heavy dependencies load only
+when it is chosen.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-from typing import Any, TypeVar
+from typing import Any
 
-from sfbench.config import group_choices
-from sfbench.errors import InvalidConfig, UnknownChoice
+from sfbench.config.schema import make_config
+from sfbench.config.tree import group_choices
+from sfbench.core.errors import UnknownChoice
 from sfbench.policies.base import Policy, Requirements
 
 __all__ = ["Policy", "Requirements", "make_config", "make_policy", "make_policy_config", "policy_class"]
 
-T = TypeVar("T")
+
+def policy_class(family: str) -> type[Policy]:
+    """The :class:`Policy` subclass of ``family``, imported from ``sfbench.policies.<family>``."""
+    module = importlib.import_module(f"sfbench.policies.{family}")
+    for obj in vars(module).values():
+        if isinstance(obj, type) and issubclass(obj, Policy) and obj.__dict__.get("name") == family:
+            return obj
+    raise TypeError(f"Module sfbench.policies.{family} defines no Policy subclass with name = {family!r}")
 
 
-def make_config(cls: type[T], values: dict[str, Any], *, what: str) -> T:
-    """Build dataclass ``cls`` from ``values``, naming unknown fields and the valid ones."""
-    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise UnknownChoice(f"{what} field", unknown[0], fields)
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as e:
-        raise InvalidConfig(f"Invalid {what} config: {e}") from None
-
-
-def policy_class(name: str) -> type[Policy]:
-    """The :class:`Policy` subclass called ``name``, imported from ``sfbench.policies.<name>``."""
+def _split(config: dict[str, Any]) -> tuple[type[Policy], dict[str, Any]]:
+    """The family class of a ``policy`` config group and the fields for its config dataclass."""
+    config = dict(config)
+    name = config.pop("name", None)
     if name not in group_choices("policy"):
         raise UnknownChoice("policy", name, group_choices("policy"))
-    module = importlib.import_module(f"sfbench.policies.{name}")
-    for obj in vars(module).values():
-        if isinstance(obj, type) and issubclass(obj, Policy) and obj.__dict__.get("name") == name:
-            return obj
-    raise TypeError(f"Module sfbench.policies.{name} defines no Policy subclass with name = {name!r}")
+    cls = policy_class(config.pop("family", name))
+    if "name" in {f for f in cls.config_class.__dataclass_fields__}:  # families with several named configs
+        config["name"] = name
+    return cls, config
 
 
 def make_policy_config(config: dict[str, Any]) -> Any:
-    """Validate a ``policy`` config group (``name`` + fields) into the policy's config dataclass."""
-    config = dict(config)
-    cls = policy_class(config.pop("name", None))
-    return make_config(cls.config_class, config, what=f"{cls.name} policy")
+    """Validate a ``policy`` config group (``name``, ``family`` + fields) into its config dataclass."""
+    cls, fields = _split(config)
+    return make_config(cls.config_class, fields, what=f"{config.get('name')} policy")
+
+
+def family_of(config: dict[str, Any]) -> type[Policy]:
+    """The :class:`Policy` class that ``config`` builds."""
+    return _split(config)[0]
 
 
 def make_policy(config: dict[str, Any]) -> Policy:
-    """Build the policy named ``config["name"]`` from the rest of ``config``."""
-    return policy_class(config["name"])(make_policy_config(config))
+    """Build the policy described by a ``policy`` config group."""
+    return family_of(config)(make_policy_config(config))

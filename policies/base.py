@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from sfbench.constants import VIEWS
-from sfbench.errors import SfbenchError
-from sfbench.task import TaskSpec
+from sfbench.core.constants import VIEWS
+from sfbench.core.errors import SfbenchError
+from sfbench.core.task import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class Requirements:
     """Which observations a policy needs; the env renders nothing else.
 
     Attributes:
-        views: RGB views to render (subset of ``sfbench.constants.VIEWS``).
+        views: RGB views to render (subset of ``sfbench.core.constants.VIEWS``).
         depth: Metric depth and camera intrinsics/extrinsics for each requested view.
         proprio: The 8-D proprio vector.
         privileged: Simulator object/fixture/site poses (scripted experts only).
@@ -42,19 +42,25 @@ class UnsupportedTask(SfbenchError):
 class Policy(abc.ABC):
     """A policy adapter. Owns its conventions (normalisation, gripper sign, image transforms).
 
-    Subclasses set ``name`` (the ``policy=<name>`` CLI choice, equal to the module stem) and
+    Subclasses set ``name`` (the family: the module stem under ``sfbench.policies``) and
     ``config_class`` (the dataclass built from ``configs/policy/<name>.yaml``, passed to
-    ``__init__``), and implement :meth:`reset`, :meth:`act` and :attr:`requirements`.
+    ``__init__``), and implement :meth:`reset`, :meth:`act` and :attr:`requirements`. Abstract
+    intermediate contracts pass ``abstract=True`` in their class statement.
+
+    The action dimension is the suite's (``TaskSpec.action_dim``, 7 for LIBERO, 14 for bimanual
+    suites): a policy that works for any reads it in :meth:`reset`; one whose weights fix it
+    reports it in :attr:`action_dim`, and a mismatch is refused before any episode starts.
     """
 
     name: ClassVar[str]
     config_class: ClassVar[type]
-    action_dim: ClassVar[int] = 7
     # True when act() keeps no per-episode state, so one instance can answer a batch of episodes.
     batchable: ClassVar[bool] = False
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if abstract:
+            return
         for attr, kind in (("name", str), ("config_class", type)):
             if not isinstance(cls.__dict__.get(attr), kind):
                 raise TypeError(f"{cls.__name__} must define the class attribute `{attr}` ({kind.__name__})")
@@ -78,6 +84,20 @@ class Policy(abc.ABC):
         Override with a real batched forward pass; the default answers one by one.
         """
         return [self.act(obs) for obs in obs_batch]
+
+    @property
+    def action_dim(self) -> int | None:
+        """Action dimensions this policy's weights produce; None = any (taken from the task)."""
+        return None
+
+    @classmethod
+    def check_config(cls, config: Any, action_dim: int) -> None:
+        """Check, without loading weights, that ``config`` can run on a suite of ``action_dim`` actions.
+
+        Called before a run creates anything; raise an ``SfbenchError`` (a missing checkpoint, a
+        checkpoint trained for another action space). The default accepts everything.
+        """
+        return None
 
     @property
     def checkpoint_id(self) -> str:

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from sfbench.core.task import TaskSpec
 from sfbench.policies.base import Policy, Requirements
-from sfbench.task import TaskSpec
 
 
 @dataclass
@@ -39,6 +39,7 @@ class RandomPolicy(Policy):
     def __init__(self, config: RandomConfig | None = None):
         self.config = config or RandomConfig()
         self._rng = np.random.default_rng(0)
+        self._action_dim = 7
 
     @property
     def requirements(self) -> Requirements:
@@ -46,12 +47,13 @@ class RandomPolicy(Policy):
         return Requirements(views=(), proprio=False)
 
     def reset(self, task: TaskSpec, *, seed: int | None = None) -> None:
-        """Re-seed the RNG so that an episode is reproducible on its own."""
+        """Re-seed the RNG so that an episode is reproducible on its own; take the suite's action dimension."""
+        self._action_dim = task.action_dim
         self._rng = np.random.default_rng(seed)
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         """A chunk of uniformly random actions."""
         c = self.config
-        chunk = self._rng.uniform(-c.scale, c.scale, (c.chunk_size, self.action_dim))
+        chunk = self._rng.uniform(-c.scale, c.scale, (c.chunk_size, self._action_dim))
         chunk[:, -1] = self._rng.choice([-1.0, 1.0], size=c.chunk_size)
         return chunk.astype(np.float32)

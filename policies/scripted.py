@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from sfbench.constants import OBS_PRIVILEGED, OBS_PROPRIO
+from sfbench.core.constants import OBS_PRIVILEGED, OBS_PROPRIO
+from sfbench.core.task import TaskSpec
 from sfbench.policies.base import Policy, Requirements, UnsupportedTask
-from sfbench.task import TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +280,11 @@ class ScriptedPolicy(Policy):
         self._objects: tuple[str, ...] = ()
         self._plan: list[PickPlace] = []
         self._phase = Phase.DONE
+
+    @property
+    def action_dim(self) -> int:
+        """LIBERO's 7-D delta end-effector + gripper actions."""
+        return 7
 
     @property
     def requirements(self) -> Requirements:

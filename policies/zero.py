@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from sfbench.core.task import TaskSpec
 from sfbench.policies.base import Policy, Requirements
-from sfbench.task import TaskSpec
 
 
 @dataclass
@@ -39,6 +39,7 @@ class ZeroPolicy(Policy):
 
     def __init__(self, config: ZeroConfig | None = None):
         self.config = config or ZeroConfig()
+        self._action_dim = 7
 
     @property
     def requirements(self) -> Requirements:
@@ -46,10 +47,11 @@ class ZeroPolicy(Policy):
         return Requirements(views=(), proprio=False)
 
     def reset(self, task: TaskSpec, *, seed: int | None = None) -> None:
-        """Stateless."""
+        """Take the suite's action dimension."""
+        self._action_dim = task.action_dim
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         """A chunk of zero actions."""
-        chunk = np.zeros((self.config.chunk_size, self.action_dim), dtype=np.float32)
+        chunk = np.zeros((self.config.chunk_size, self._action_dim), dtype=np.float32)
         chunk[:, -1] = self.config.gripper
         return chunk

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from sfbench.errors import SfbenchError, UnknownChoice
+from sfbench.core.errors import SfbenchError, UnknownChoice
 
 USAGE = """usage: sfbench <command> [key=value ...]
 
@@ -36,9 +36,9 @@ def _out(text: str) -> None:
 
 def cmd_eval(overrides: list[str]) -> None:
     """Run or resume an evaluation, then print its summary table."""
-    from sfbench.aggregate import format_summary
-    from sfbench.compose import compose_config
-    from sfbench.evaluation import run_eval
+    from sfbench.config.compose import compose_config
+    from sfbench.eval.run import run_eval
+    from sfbench.report.aggregate import format_summary
 
     spec, summary = run_eval(compose_config("eval", overrides), overrides)
     if summary is None:
@@ -72,7 +72,7 @@ def cmd_status(overrides: list[str]) -> None:
     """Print each shard of a run: done / running / failed / missing, with its job id."""
     from collections import Counter
 
-    from sfbench.runs import shard_status
+    from sfbench.eval.status import shard_status
 
     rows = shard_status(_run_dir(overrides))
     for r in rows:
@@ -84,8 +84,8 @@ def cmd_status(overrides: list[str]) -> None:
 
 def cmd_merge(overrides: list[str]) -> None:
     """Aggregate a run's shards, list missing episodes and the command that finishes them."""
-    from sfbench.aggregate import format_summary
-    from sfbench.runs import finish_command, merge
+    from sfbench.eval.status import finish_command, merge
+    from sfbench.report.aggregate import format_summary
 
     run_dir = _run_dir(overrides)
     summary, missing = merge(run_dir)
@@ -100,9 +100,9 @@ def cmd_merge(overrides: list[str]) -> None:
 
 def cmd_collect(overrides: list[str]) -> None:
     """Collect scripted-expert demonstrations; print the expert's success table and the files."""
-    from sfbench.aggregate import format_summary
-    from sfbench.collect import run_collect
-    from sfbench.compose import compose_config
+    from sfbench.config.compose import compose_config
+    from sfbench.report.aggregate import format_summary
+    from sfbench.train.collect import run_collect
 
     spec, summary = run_collect(compose_config("collect", overrides))
     _out(format_summary(summary))
@@ -113,7 +113,7 @@ def cmd_collect(overrides: list[str]) -> None:
 
 def cmd_train(overrides: list[str]) -> None:
     """Train (``-m``: a sweep of runs); print each run directory and its final checkpoint or job."""
-    from sfbench.training import run_train
+    from sfbench.train.run import run_train
 
     multirun = bool(overrides) and overrides[0] in ("-m", "--multirun")
     for job, result in run_train(overrides[1:] if multirun else overrides, multirun=multirun):
@@ -122,7 +122,7 @@ def cmd_train(overrides: list[str]) -> None:
 
 def cmd_compare(overrides: list[str]) -> None:
     """Paired comparison of two runs: success difference with a 95% interval and McNemar's test."""
-    from sfbench.compare import compare
+    from sfbench.report.compare import compare
 
     opts = _options(overrides, {"runs": "runs=[<run_a>,<run_b>]", "output_dir": "output_dir=<dir>"})
     runs = [r.strip() for r in opts.get("runs", "").strip("[]").split(",") if r.strip()]
@@ -138,8 +138,8 @@ def cmd_compare(overrides: list[str]) -> None:
 
 def cmd_curves(overrides: list[str]) -> None:
     """Evaluate train runs' checkpoints and write the curve (PNG, CSVs) with threshold crossings."""
-    from sfbench.compose import compose_config
-    from sfbench.curve_runs import run_curves
+    from sfbench.config.compose import compose_config
+    from sfbench.curves.run import run_curves
 
     result = run_curves(compose_config("curves", overrides))
     _out(result["table"])
@@ -148,8 +148,8 @@ def cmd_curves(overrides: list[str]) -> None:
 
 def cmd_probe(overrides: list[str]) -> None:
     """Fit depth probes on frozen policies' visual tokens; print the test-split metrics."""
-    from sfbench.compose import compose_config
-    from sfbench.probing import run_probe
+    from sfbench.config.compose import compose_config
+    from sfbench.probe.run import run_probe
 
     result = run_probe(compose_config("probe", overrides))
     _out(f"layer {result['layer']}; {result['train_frames']} train / {result['test_frames']} test frames\n"
@@ -159,7 +159,7 @@ def cmd_probe(overrides: list[str]) -> None:
 
 def cmd_leaderboard(overrides: list[str]) -> None:
     """Rebuild the leaderboard CSV."""
-    from sfbench.leaderboard import write_leaderboard
+    from sfbench.report.leaderboard import write_leaderboard
 
     results_dir = Path("results")
     for o in overrides:
@@ -172,7 +172,7 @@ def cmd_leaderboard(overrides: list[str]) -> None:
 
 def cmd_suites(overrides: list[str]) -> None:
     """List suites with their task counts and protocol keys."""
-    from sfbench.config import SUITE_ALIASES, group_choices, load_suite
+    from sfbench.config.tree import SUITE_ALIASES, group_choices, load_suite
 
     for name in group_choices("suite"):
         s = load_suite(name)

@@ -8,9 +8,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sfbench.config import SuiteConfig
-from sfbench.protocol import Protocol
-from sfbench.task import TaskSpec
+from sfbench.config.tree import SuiteConfig
+from sfbench.core.protocol import Protocol
+from sfbench.core.task import TaskSpec
 
 FAKE_SUITE = SuiteConfig(name="fake_suite", benchmark="tests.fakes", protocol_suite="libero_spatial",
                          num_tasks=3, num_init_states=50)
@@ -58,7 +58,8 @@ class ReachEnv(gym.Env):
 
 
 def task_spec(suite: str, task_id: int) -> TaskSpec:
-    return TaskSpec(suite=suite, task_id=task_id, name=f"reach_{task_id}", instruction=f"reach target {task_id}")
+    return TaskSpec(suite=suite, task_id=task_id, name=f"reach_{task_id}", instruction=f"reach target {task_id}",
+                    action_dim=7)
 
 
 def make_env(suite: str, task_id: int, protocol: Protocol, **kwargs: Any) -> ReachEnv:

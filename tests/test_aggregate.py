@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from sfbench.aggregate import aggregate, format_summary, wilson_interval
-from sfbench.records import EpisodeRecord
+from sfbench.eval.records import EpisodeRecord
+from sfbench.report.aggregate import aggregate, format_summary, wilson_interval
 
 
 def rec(task: int, ep: int, success: bool, failure: str | None = None, suite: str = "s") -> EpisodeRecord:

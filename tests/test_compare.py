@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import pytest
 
-from sfbench.compare import compare, mcnemar_exact, paired_difference_ci
-from sfbench.errors import InvalidConfig
-from sfbench.records import RECORDS_DIR, append_record
+from sfbench.core.errors import InvalidConfig
+from sfbench.eval.records import RECORDS_DIR, append_record
+from sfbench.report.compare import compare, mcnemar_exact, paired_difference_ci
 from tests.test_aggregate import rec
 
 

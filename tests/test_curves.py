@@ -6,11 +6,11 @@ import csv
 
 import pytest
 
-from sfbench.curve_runs import CurveSettings
-from sfbench.curves import Measurement, crossings, first_crossing, plot, pool, write_points_csv
-from sfbench.errors import InvalidConfig, MissingAsset, UnknownChoice
+from sfbench.core.errors import InvalidConfig, MissingAsset, UnknownChoice
+from sfbench.curves.curve import Measurement, crossings, first_crossing, plot, pool, write_points_csv
+from sfbench.curves.run import CurveSettings
+from sfbench.curves.train_runs import TrainRun, check_comparable, curve_labels, load_train_run, training_data
 from sfbench.policies.tiny_vla import TinyVLA, TinyVLAConfig, save_checkpoint
-from sfbench.trainruns import TrainRun, check_comparable, curve_labels, load_train_run, training_data
 from tests.conftest import run_cli
 from tests.train.test_demos import write_file
 

@@ -4,8 +4,8 @@ import csv
 import shutil
 from dataclasses import replace
 
-from sfbench.leaderboard import write_leaderboard
-from sfbench.records import RECORDS_DIR, append_record
+from sfbench.eval.records import RECORDS_DIR, append_record
+from sfbench.report.leaderboard import write_leaderboard
 from tests.conftest import REPO
 from tests.test_aggregate import rec
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sfbench.meshes import MeshCache, Triangles, decimate
+from sfbench.core.meshes import MeshCache, Triangles, decimate
 
 
 def _unwelded_grid(n=40):

@@ -10,10 +10,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from sfbench.compose import compose_config
-from sfbench.errors import InvalidConfig
-from sfbench.probe import FitSettings, depth_metrics, fit_probe, make_head
-from sfbench.probing import Frames, run_probe, split
+from sfbench.config.compose import compose_config
+from sfbench.core.errors import InvalidConfig
+from sfbench.probe.heads import FitSettings, depth_metrics, fit_probe, make_head
+from sfbench.probe.run import Frames, run_probe, split
 from tests.test_curves import train_run
 
 

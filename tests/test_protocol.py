@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import pytest
 
-from sfbench.config import group_choices, load_protocol, load_suite
-from sfbench.errors import InvalidConfig, UnknownChoice
-from sfbench.protocol import Protocol
+from sfbench.config.tree import group_choices, load_protocol, load_suite
+from sfbench.core.errors import InvalidConfig, UnknownChoice
+from sfbench.core.protocol import Protocol
 
 
 def test_libero_oft_constants_match_the_openvla_oft_protocol():

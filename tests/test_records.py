@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sfbench.records import RECORDS_DIR, append_record, load_records
+from sfbench.eval.records import RECORDS_DIR, append_record, load_records
 from tests.test_aggregate import rec
 
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sfbench.config import load_protocol
+from sfbench.config.tree import load_protocol
+from sfbench.eval.rollout import run_episode
 from sfbench.policies.base import Policy, Requirements
-from sfbench.rollout import run_episode
 from tests.fakes import FAKE_SUITE, ReachEnv
 
 PROTOCOL = load_protocol("libero_oft")

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from sfbench.aggregate import aggregate
-from sfbench.config import load_protocol
-from sfbench.records import load_records
-from sfbench.runner import RunSpec, plan_shards, run_shard, run_shards
+from sfbench.config.tree import load_protocol
+from sfbench.eval.records import load_records
+from sfbench.eval.shards import RunSpec, plan_shards, run_shard, run_shards
+from sfbench.report.aggregate import aggregate
 from tests.fakes import FAKE_SUITE
 
 PROTOCOL = load_protocol("libero_oft")

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from sfbench.errors import InvalidConfig
-from sfbench.sweep import expand_sweeps
+from sfbench.config.sweep import expand_sweeps
+from sfbench.core.errors import InvalidConfig
 
 
 def test_sweeps_expand_to_the_cartesian_product_in_hydra_order():

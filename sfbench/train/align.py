@@ -18,15 +18,51 @@ Any policy that exposes ``visual_hidden`` + ``grid`` (the trainable-policy contr
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AlignProjector", "SpatialForcing", "alignment_loss", "resample_to_grid", "sincos_pos_embed_2d"]
+__all__ = ["AlignProjector", "AlignSettings", "SpatialForcing", "alignment_loss", "resample_to_grid",
+           "sincos_pos_embed_2d"]
 
 # Base period of the sin-cos embedding (VGGT's ``position_grid_to_embed`` uses omega_0 = 100).
 PE_OMEGA_0 = 100.0
+
+
+@dataclass
+class AlignSettings:
+    """The ``align`` section of ``configs/train.yaml`` (``configs/align/sf.yaml``); absent = no SF.
+
+    Args:
+        method: ``sf`` (Spatial Forcing, the only method so far).
+        layer: Policy layer whose visual tokens are aligned (1-based, like HF ``hidden_states[k]``);
+            None = 3/4 of the policy's layers, rounded (24 of 32 in the paper).
+        alpha: Weight of the alignment loss, L = L_action + alpha * L_align (paper: 0.5).
+        use_pe: Add a 2-D sin-cos position embedding to the teacher's features before resampling
+            (official ``--use_vggt_pe``).
+        pe_scale: Scale of that embedding (official: 0.1).
+    """
+
+    method: str = "sf"
+    layer: int | None = None
+    alpha: float = 0.5
+    use_pe: bool = True
+    pe_scale: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.method != "sf":
+            raise ValueError(f"align.method={self.method!r}; choices: sf")
+        if self.alpha < 0 or self.pe_scale < 0:
+            raise ValueError(f"align.alpha={self.alpha} and align.pe_scale={self.pe_scale} must be >= 0")
+
+    def layer_of(self, num_layers: int) -> int:
+        """The aligned layer for a policy with ``num_layers`` layers (checked to exist)."""
+        layer = max(1, round(num_layers * 3 / 4)) if self.layer is None else self.layer
+        if not 1 <= layer <= num_layers:
+            raise ValueError(f"align.layer={layer} is outside the policy's layers 1..{num_layers}")
+        return layer
 
 
 class AlignProjector(nn.Module):

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sfbench.errors import MissingAsset, UnknownChoice
-from sfbench.geometry import point_map
+from sfbench.core.errors import MissingAsset, UnknownChoice
+from sfbench.core.geometry import point_map
 
 __all__ = ["DinoV2Teacher", "FeatureCache", "GeometryTeacher", "Teacher", "VGGTTeacher", "make_teacher"]
 

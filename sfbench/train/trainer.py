@@ -17,20 +17,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sfbench.errors import InvalidConfig, SfbenchError
-from sfbench.policies import make_policy_config
-from sfbench.policies.tiny_vla import TinyVLA, load_checkpoint, save_checkpoint
-from sfbench.train.align import SpatialForcing
-from sfbench.train.batch import TeacherTargets, model_batch
-from sfbench.train.data import DataConfig, load_dataset
+from sfbench.config.schema import make_config
+from sfbench.core.errors import InvalidConfig, SfbenchError
+from sfbench.policies import family_of, make_policy_config
+from sfbench.policies.trainable import TrainablePolicy
+from sfbench.train.align import AlignSettings, SpatialForcing
+from sfbench.train.data.dataset import DataConfig, find_files, load_dataset
+from sfbench.train.rundir import METRICS, TRAINING_STATE, checkpoint_dir, latest_checkpoint
+from sfbench.train.targets import TeacherTargets
 from sfbench.train.teachers import make_teacher
 
 log = logging.getLogger(__name__)
-CHECKPOINTS = "checkpoints"
-TRAINING_STATE = "training_state.pt"  # optimizer + projector: training-only, not part of the policy
+
+
+# ``train`` settings that do not change what is trained: left out of run ids and curve labels.
+RUNTIME_SETTINGS = frozenset({"progress", "num_threads", "log_every", "save_every", "device"})
 
 
 @dataclass
@@ -75,12 +78,6 @@ def lr_at(step: int, s: TrainSettings) -> float:
     return s.lr
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint (weights and training state both present)."""
-    done = [p for p in (run_dir / CHECKPOINTS).glob("step_*") if (p / TRAINING_STATE).is_file()]
-    return max(done, key=lambda p: int(p.name.split("_")[1]), default=None)
-
-
 @dataclass
 class TrainJob:
     """A picklable training run; a requeued job (SLURM timeout/preemption) resumes from its checkpoint."""
@@ -90,6 +87,7 @@ class TrainJob:
     data: dict[str, Any]
     train: dict[str, Any]
     teacher: dict[str, Any]
+    align: dict[str, Any] | None = None  # the ``align`` section; None = no Spatial Forcing
 
     def __call__(self) -> Path:
         """Train to ``train.steps`` (resuming if a checkpoint exists); return the last checkpoint."""
@@ -97,47 +95,52 @@ class TrainJob:
 
 
 class Trainer:
-    """Builds model, data, teacher and optimiser from a :class:`TrainJob` and runs the loop."""
+    """Builds policy, data, teacher and optimiser from a :class:`TrainJob` and runs the loop.
+
+    It knows the policy only through :class:`~sfbench.policies.trainable.TrainablePolicy`; Spatial
+    Forcing is the job's ``align`` section, available to every trainable family.
+    """
 
     def __init__(self, job: TrainJob):
-        from sfbench.policies import make_config
-
         self.job, self.run_dir = job, Path(job.run_dir)
         self.settings = make_config(TrainSettings, job.train, what="train")
         self.data_cfg = make_config(DataConfig, job.data, what="data")
-        self.model_cfg = make_policy_config(job.policy)
-        if self.model_cfg.checkpoint is not None:
-            raise InvalidConfig("policy.checkpoint is for evaluation; training resumes from its own run directory")
-        self.dataset, self.stats = load_dataset(self.data_cfg, self.model_cfg.views, self.model_cfg.chunk_size)
+        self.align = make_config(AlignSettings, job.align, what="align") if job.align else None
+        family = family_of(job.policy)
+        if not issubclass(family, TrainablePolicy):
+            raise InvalidConfig(f"Policy {job.policy['name']} ({family.name}) is not trainable")
+        config = make_policy_config(job.policy)
         torch.manual_seed(self.settings.seed)
+        self.policy = family.for_training(config)
+        self.dataset, self.policy.stats = load_dataset(self.data_cfg, self.policy.views, self.policy.chunk_size)
         self.device = torch.device(self.settings.device)
-        self.model = TinyVLA(self.model_cfg).to(self.device)
+        self.policy.model.to(self.device)
         self.sf, self.targets = self._alignment()
-        if self.sf:
-            self.sf.to(self.device)
-        params = list(self.model.parameters()) + (list(self.sf.parameters()) if self.sf else [])
+        params = list(self.policy.model.parameters()) + (list(self.sf.parameters()) if self.sf else [])
         self.optimizer = torch.optim.AdamW(params, lr=self.settings.lr, weight_decay=self.settings.weight_decay)
 
     def _alignment(self) -> tuple[SpatialForcing | None, TeacherTargets | None]:
-        cfg = self.model_cfg
-        if getattr(cfg, "align_layer", None) is None:
+        if self.align is None:
             return None, None
         if not self.dataset.has_camera:
             raise InvalidConfig(f"{self.data_cfg.path}: Spatial Forcing with a geometry teacher needs depth and "
                                 "camera matrices in the demos (collect them with sfbench collect)")
+        try:
+            layer = self.align.layer_of(self.policy.num_layers)
+        except ValueError as e:
+            raise InvalidConfig(str(e)) from None
         teacher_cfg = dict(self.job.teacher)
         name, cache_dir = teacher_cfg.pop("name"), teacher_cfg.pop("cache_dir", None)
         teacher = make_teacher(name, **teacher_cfg)
-        sf = SpatialForcing(self.model.hidden_dim, teacher.feature_dim, layer=cfg.align_layer,
-                            alpha=cfg.align_alpha, use_pe=cfg.align_use_pe, pe_scale=cfg.align_pe_scale)
-        return sf, TeacherTargets(teacher, cache_dir)
+        sf = SpatialForcing(self.policy.hidden_dim, teacher.feature_dim, layer=layer, alpha=self.align.alpha,
+                            use_pe=self.align.use_pe, pe_scale=self.align.pe_scale)
+        return sf.to(self.device), TeacherTargets(teacher, cache_dir)
 
     def _resume(self) -> int:
         ckpt = latest_checkpoint(self.run_dir)
         if ckpt is None:
             return 0
-        model, _, _, state = load_checkpoint(ckpt, type(self.model_cfg))
-        self.model.load_state_dict(model.state_dict())
+        state = self.policy.load_weights(ckpt)
         training = torch.load(ckpt / TRAINING_STATE, weights_only=True, map_location=self.device)
         self.optimizer.load_state_dict(training["optimizer"])
         if self.sf:
@@ -146,8 +149,7 @@ class Trainer:
         return int(state["step"])
 
     def _save(self, step: int) -> Path:
-        path = save_checkpoint(self.run_dir / CHECKPOINTS / f"step_{step:06d}", self.model, self.model_cfg,
-                               self.stats, step, {"run": self.run_dir.name})
+        path = self.policy.save(checkpoint_dir(self.run_dir, step), step=step, extra={"run": self.run_dir.name})
         tmp = path / f".{TRAINING_STATE}.tmp"
         torch.save({"optimizer": self.optimizer.state_dict(),
                     "projector": self.sf.state_dict() if self.sf else {}}, tmp)
@@ -160,16 +162,15 @@ class Trainer:
         gen = torch.Generator().manual_seed(s.seed * 1_000_003 + step)
         idx = torch.randint(0, len(self.dataset), (s.batch_size,), generator=gen).tolist()
         items = [self.dataset[i] for i in idx]
-        batch, boxes = model_batch(items, self.model_cfg, self.data_cfg, gen, self.data_cfg.augment)
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        batch = self.policy.training_batch(items, gen, self.data_cfg if self.data_cfg.augment else None)
+        batch.tensors = {k: v.to(self.device, non_blocking=True) for k, v in batch.tensors.items()}
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(step, s)
-        out = self.model(batch, hidden_layer=self.sf.layer if self.sf else None)
-        action_loss = F.l1_loss(out["actions"], batch["actions"])
-        loss, metrics = action_loss, {"action_loss": action_loss.item()}
+        out = self.policy.training_step(batch, hidden_layer=self.sf.layer if self.sf else None)
+        loss, metrics = out.loss, out.metrics
         if self.sf:
-            targets = self.targets(items, boxes).to(self.device, non_blocking=True)
-            align, align_metrics = self.sf.loss(out["visual_hidden"], out["grid"], targets)
+            targets = self.targets(items, batch.boxes).to(self.device, non_blocking=True)
+            align, align_metrics = self.sf.loss(out.visual_hidden, out.grid, targets)
             loss, metrics = loss + align, metrics | align_metrics
         if not torch.isfinite(loss):
             last = latest_checkpoint(self.run_dir)
@@ -187,8 +188,8 @@ class Trainer:
             torch.set_num_threads(s.num_threads)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         start = self._resume()
-        self.model.train()
-        metrics_file = _metrics_until(self.run_dir / "metrics.jsonl", start).open("a")
+        self.policy.model.train()
+        metrics_file = _metrics_until(self.run_dir / METRICS, start).open("a")
         bar = tqdm(range(start, s.steps), initial=start, total=s.steps, desc=self.run_dir.name,
                    disable=not s.progress, dynamic_ncols=True)
         t0 = time.perf_counter()
@@ -215,7 +216,22 @@ def _metrics_until(path: Path, step: int) -> Path:
     return path
 
 
+def check_job(job: TrainJob) -> None:
+    """Everything about ``job`` that can be checked without loading data or building the model."""
+    make_config(TrainSettings, job.train, what="train")
+    make_config(DataConfig, job.data, what="data")
+    if job.align:
+        make_config(AlignSettings, job.align, what="align")
+    family = family_of(job.policy)
+    if not issubclass(family, TrainablePolicy):
+        raise InvalidConfig(f"Policy {job.policy['name']} ({family.name}) is not trainable")
+    make_policy_config(job.policy)
+    find_files(job.data["path"])
+
+
 def job_from_config(cfg: dict[str, Any], run_dir: Path) -> TrainJob:
     """A :class:`TrainJob` from the resolved ``train`` config."""
-    return TrainJob(run_dir, dict(cfg["policy"]), dict(cfg["data"]), dict(cfg["train"]), dict(cfg["teacher"]))
+    align = cfg.get("align")
+    return TrainJob(run_dir, dict(cfg["policy"]), dict(cfg["data"]), dict(cfg["train"]), dict(cfg["teacher"]),
+                    dict(align) if align else None)
 

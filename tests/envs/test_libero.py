@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from sfbench.config import load_protocol, load_suite
+from sfbench.config.tree import load_protocol, load_suite
+from sfbench.core.errors import UnknownChoice
 from sfbench.envs import gym_id, make_env
-from sfbench.errors import UnknownChoice
 
 pytestmark = pytest.mark.sim
 PROTOCOL = load_protocol("libero_oft")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sfbench.config import load_protocol, load_suite
+from sfbench.config.tree import load_protocol, load_suite
 from sfbench.envs import make_env
 from sfbench.envs.libero import CAMERAS, _bddl_path, _visual_only_meshes, init_states
 

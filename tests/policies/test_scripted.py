@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sfbench.config import load_protocol, load_suite
+from sfbench.config.tree import load_protocol, load_suite
 from sfbench.envs import make_env
+from sfbench.eval.rollout import run_episode
 from sfbench.policies import make_policy
-from sfbench.rollout import run_episode
 
 pytestmark = pytest.mark.sim
 PROTOCOL = load_protocol("libero_oft")

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from sfbench.errors import InvalidConfig, MissingAsset
-from sfbench.geometry import point_map
+from sfbench.core.errors import InvalidConfig, MissingAsset
+from sfbench.core.geometry import point_map
+from sfbench.core.normalize import compute_stats, normalize, unnormalize
 from sfbench.policies import make_policy, make_policy_config
 from sfbench.policies.tiny_vla import (
     TinyVLA,
@@ -22,7 +23,6 @@ from sfbench.policies.tiny_vla import (
 )
 from sfbench.policies.tiny_vla_depth import TinyVLADepthConfig
 from sfbench.policies.tiny_vla_sf import TinyVLASFConfig
-from sfbench.train.normalize import compute_stats, normalize, unnormalize
 
 SMALL = {"image_size": 32, "dim": 32, "layers": 2, "heads": 2, "max_text_tokens": 16}
 STATS = {

@@ -6,9 +6,9 @@ import h5py
 import numpy as np
 import pytest
 
-from sfbench.errors import InvalidConfig, MissingAsset
-from sfbench.train.data import DataConfig, DemoDataset, chunk_actions, load_dataset, select_demos
-from sfbench.train.demos import ROTATED, append_demo, demo_arrays, load_demos
+from sfbench.core.errors import InvalidConfig, MissingAsset
+from sfbench.train.data.dataset import DataConfig, DemoDataset, chunk_actions, load_dataset, select_demos
+from sfbench.train.data.demos import ROTATED, append_demo, demo_arrays, load_demos
 
 
 def fake_trajectory(t: int, seed: int = 0) -> list:

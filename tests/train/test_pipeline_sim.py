@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from sfbench.config import load_protocol, load_suite
+from sfbench.config.tree import load_protocol, load_suite
 from sfbench.envs import make_env
-from sfbench.train.demos import load_demos
+from sfbench.train.data.demos import load_demos
 from sfbench.train.teachers import GeometryTeacher
 from tests.conftest import run_cli
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sfbench.errors import MissingAsset, UnknownChoice
+from sfbench.core.errors import MissingAsset, UnknownChoice
 from sfbench.train.teachers import DinoV2Teacher, FeatureCache, GeometryTeacher, VGGTTeacher, make_teacher
 
 H = W = 32

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sfbench.errors import InvalidConfig, SfbenchError
+from sfbench.core.errors import InvalidConfig, SfbenchError
 from sfbench.train.trainer import Trainer, TrainJob, TrainSettings, latest_checkpoint, lr_at
 from tests.train.test_demos import write_file
 

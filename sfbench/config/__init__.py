@@ -1,0 +1,1 @@
+"""The config tree: loading options, composing with overrides, sweeps, dataclass schemas."""

@@ -1,0 +1,1 @@
+"""Shared foundations: errors, protocol profiles, task specs, observation keys, geometry, I/O."""

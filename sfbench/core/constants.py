@@ -1,0 +1,18 @@
+"""Observation keys shared by envs, policies and the rollout loop (one name per thing)."""
+
+# RGB views, HWC uint8, already transformed by the protocol (e.g. rotated 180 degrees).
+OBS_AGENTVIEW = "agentview"
+OBS_WRIST = "wrist"
+VIEWS = (OBS_AGENTVIEW, OBS_WRIST)
+# 8-D proprio: eef position (3) + eef axis-angle (3) + gripper joint positions (2).
+OBS_PROPRIO = "proprio"
+# 7 arm joint positions (rad), as LIBERO's datasets store them.
+OBS_JOINTS = "joint_states"
+# Per-view metric depth (H, W) float32 in metres, and 3x3 intrinsics / 4x4 camera-to-world extrinsics.
+OBS_DEPTH = "depth"
+OBS_INTRINSICS = "intrinsics"
+OBS_EXTRINSICS = "extrinsics"
+# Privileged simulator state (object, fixture and site poses), only for privileged policies.
+OBS_PRIVILEGED = "privileged"
+
+PROPRIO_DIM = 8

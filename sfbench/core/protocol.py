@@ -1,0 +1,162 @@
+"""Protocol profiles: every constant that changes a score, and a hash that identifies them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from sfbench.core.errors import InvalidConfig
+
+# Renderer quality profiles: ``faithful`` renders exactly as LIBERO does; ``fast`` applies the
+# protocol's ``render`` settings (and so has its own protocol hash: its scores never merge).
+RENDER_PROFILES = ("faithful", "fast")
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Renderer settings of the ``fast`` profile (LIBERO's own values in brackets).
+
+    None of them changes the physics: they act on the offscreen render context and on the
+    triangles drawn for visual-only meshes (collision meshes are never touched).
+
+    Attributes:
+        shadow_size: Shadow map size in px (4096). LIBERO's lights cast no shadows, but each render
+            context still allocates (and clears) the map.
+        msaa_samples: Offscreen multisample anti-aliasing samples, 0 = off (4).
+        reflections: Draw reflective materials (the floor): one extra pass over the scene (on).
+        skybox: Draw the skybox (on).
+        mesh_keep_fraction: Fraction of visual-mesh triangles kept, in (0, 1] (1.0).
+    """
+
+    shadow_size: int
+    msaa_samples: int
+    reflections: bool
+    skybox: bool
+    mesh_keep_fraction: float
+
+
+def _render_problems(render: dict[str, Any]) -> list[str]:
+    """Every problem of a ``render`` mapping: unknown or missing keys and bad values."""
+    names = [f.name for f in fields(RenderSettings)]
+    problems = [f"render.{k} (unknown key; valid: {', '.join(names)})" for k in render if k not in names]
+    problems += [f"render.{k} missing" for k in names if k not in render]
+    checks = {
+        "shadow_size": (lambda v: type(v) is int and 1 <= v <= 16384, "an integer in 1..16384"),
+        "msaa_samples": (lambda v: v in (0, 2, 4, 8, 16) and type(v) is int, "one of 0, 2, 4, 8, 16"),
+        "reflections": (lambda v: type(v) is bool, "true or false"),
+        "skybox": (lambda v: type(v) is bool, "true or false"),
+        "mesh_keep_fraction": (lambda v: type(v) in (int, float) and 0.0 < v <= 1.0, "a number in (0, 1]"),
+    }
+    for key, (ok, valid) in checks.items():
+        if key in render and not ok(render[key]):
+            problems.append(f"render.{key}={render[key]!r} (must be {valid})")
+    return problems
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A named, versioned evaluation protocol (``configs/protocol/<name>.yaml``).
+
+    Attributes:
+        name: Profile name, e.g. ``libero_oft``.
+        version: Bumped whenever a constant changes.
+        max_steps: Control steps allowed per episode, by suite (wait steps not included).
+        num_steps_wait: No-op steps after restoring the init state, to let objects settle.
+        wait_action: The action sent during the wait steps.
+        init_state: How episode i picks its initial state (``index``: LIBERO's fixed state i).
+        env_seed: Seed passed to the simulator once when it is created.
+        global_seed: Seed of the policy-side RNGs (numpy / torch), per episode offset by index.
+        render_size: Camera height and width in pixels.
+        rotate_180: Rotate every view by 180 degrees (OpenVLA-OFT / openpi convention).
+        policy_image_size: Size the policy adapter resizes images to.
+        center_crop_area: Area fraction of the policy-side centre crop (1.0 = no crop).
+        open_loop_steps: Actions of a chunk executed before the policy is queried again.
+        render_profile: Renderer quality profile, one of :data:`RENDER_PROFILES` (``faithful``:
+            LIBERO's own renderer settings, untouched).
+        render: The :class:`RenderSettings` fields as a mapping; required by ``fast``, absent
+            (``None``) for ``faithful``. Left out of :meth:`to_dict` when absent, so that adding
+            the field kept the hashes of the faithful profiles.
+    """
+
+    name: str
+    version: int
+    max_steps: dict[str, int]
+    num_steps_wait: int
+    wait_action: tuple[float, ...]
+    init_state: str
+    env_seed: int
+    global_seed: int
+    render_size: int
+    rotate_180: bool
+    policy_image_size: int
+    center_crop_area: float
+    open_loop_steps: int
+    render_profile: str = "faithful"
+    render: dict[str, Any] | None = None
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.init_state != "index":
+            problems.append(f"init_state={self.init_state!r} (valid: 'index')")
+        if self.open_loop_steps < 1:
+            problems.append(f"open_loop_steps={self.open_loop_steps} (must be >= 1)")
+        if not 0.0 < self.center_crop_area <= 1.0:
+            problems.append(f"center_crop_area={self.center_crop_area} (must be in (0, 1])")
+        problems += self._render_problems()
+        if len(self.wait_action) != 7:
+            problems.append(f"wait_action has {len(self.wait_action)} entries (expected 7)")
+        if problems:
+            raise InvalidConfig(f"Protocol '{self.name}': invalid " + "; ".join(problems))
+
+    def _render_problems(self) -> list[str]:
+        if self.render_profile not in RENDER_PROFILES:
+            return [f"render_profile={self.render_profile!r} (valid: {', '.join(RENDER_PROFILES)})"]
+        if self.render_profile == "faithful":
+            return [] if self.render is None else ["render settings given, but render_profile 'faithful' "
+                                                   "renders with LIBERO's own settings (remove 'render')"]
+        if not isinstance(self.render, dict):
+            return [f"render={self.render!r} (render_profile {self.render_profile!r} needs a mapping with "
+                    f"{', '.join(f.name for f in fields(RenderSettings))})"]
+        return _render_problems(self.render)
+
+    @property
+    def render_settings(self) -> RenderSettings | None:
+        """The ``fast`` profile's settings, or ``None`` for ``faithful`` (LIBERO's own)."""
+        return None if self.render is None else RenderSettings(**self.render)
+
+    def max_steps_for(self, suite: str) -> int:
+        """Step budget of ``suite``; a suite the profile does not define is an error, not a default."""
+        if suite not in self.max_steps:
+            raise InvalidConfig(
+                f"Protocol '{self.name}' defines no max_steps for suite '{suite}'. "
+                f"Defined: {', '.join(sorted(self.max_steps))}."
+            )
+        return self.max_steps[suite]
+
+    def to_dict(self) -> dict:
+        """Every score-changing field (the description is excluded)."""
+        d = asdict(self)
+        d.pop("description")
+        d["wait_action"] = list(self.wait_action)
+        if self.render is None:
+            d.pop("render")
+        return d
+
+    @property
+    def hash(self) -> str:
+        """Short content hash of all score-changing constants."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Protocol:
+        """Build from a config mapping (e.g. the resolved ``protocol`` group)."""
+        d = dict(d)
+        d["max_steps"] = {str(k): int(v) for k, v in d["max_steps"].items()}
+        d["wait_action"] = tuple(float(a) for a in d["wait_action"])
+        if isinstance(d.get("render"), dict):
+            d["render"] = dict(d["render"])
+        return cls(**d)

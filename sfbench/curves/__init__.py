@@ -1,0 +1,1 @@
+"""Success curves over training steps or data, from train runs' evaluated checkpoints."""

@@ -1,0 +1,1 @@
+"""Evaluation: plan shards, roll out episodes on env workers, write records, status and merge."""

@@ -1,0 +1,125 @@
+"""``sfbench eval``: resolve the config, plan shards, launch them, write the summary."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from sfbench.config.schema import make_config
+from sfbench.config.tree import make_suite_config
+from sfbench.core import provenance
+from sfbench.core.errors import InvalidConfig
+from sfbench.core.protocol import Protocol
+from sfbench.envs import task_spec
+from sfbench.eval.records import load_records, write_json_atomic
+from sfbench.eval.shards import RunSpec, make_run_id, plan_shards
+from sfbench.launch.executors import LauncherConfig, launch
+from sfbench.policies import make_policy_config
+from sfbench.report.aggregate import aggregate
+
+log = logging.getLogger(__name__)
+SUMMARY = "summary.json"
+
+
+@dataclass
+class EvalSettings:
+    """The ``eval`` section of ``configs/eval.yaml`` (and ``collect`` of ``collect.yaml``)."""
+
+    tasks: list[int] | None = None
+    episodes_per_task: int = 50
+    first_episode: int = 0
+    videos_per_task: int = 1
+    episodes_per_shard: int = 10
+    num_workers: int = 1
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"eval.{k}={getattr(self, k)!r} (must be an integer >= {lo})"
+            for k, lo in [("episodes_per_task", 1), ("first_episode", 0), ("videos_per_task", 0),
+                          ("episodes_per_shard", 1), ("num_workers", 1)]
+            if not isinstance(getattr(self, k), int) or getattr(self, k) < lo
+        ]
+        if self.tasks is not None and not isinstance(self.tasks, list):
+            problems.append(f"eval.tasks={self.tasks!r} (must be a list of task ids, e.g. [0,1])")
+        if problems:
+            raise InvalidConfig("Invalid " + "; ".join(problems))
+
+
+def make_run_spec(cfg: DictConfig, section: str = "eval") -> tuple[RunSpec, list]:
+    """Validate the composed config and plan the run's shards (episode settings under ``section``)."""
+    settings = make_config(EvalSettings, OmegaConf.to_container(cfg[section]), what=section)
+    suite = make_suite_config(OmegaConf.to_container(cfg.suite))
+    protocol = Protocol.from_dict(OmegaConf.to_container(cfg.protocol))
+    policy = OmegaConf.to_container(cfg.policy)
+    make_policy_config(policy)
+    tasks = list(range(suite.num_tasks)) if settings.tasks is None else list(settings.tasks)
+    suite.check_task_ids(tasks)
+    episodes = range(settings.first_episode, settings.first_episode + settings.episodes_per_task)
+    if episodes.stop > suite.num_init_states:
+        raise InvalidConfig(
+            f"Episodes {episodes.start}..{episodes.stop - 1} requested, but suite {suite.name} has "
+            f"{suite.num_init_states} init states per task (episodes 0..{suite.num_init_states - 1})."
+        )
+    protocol.max_steps_for(suite.protocol_suite)
+    run_id = cfg.run_id or make_run_id(policy, suite.name, protocol)
+    specs = {t: task_spec(suite, t) for t in tasks}
+    spec = RunSpec(run_id, Path(cfg.output_dir) / run_id, suite, protocol, policy, settings.videos_per_task,
+                   settings.num_workers, {t: s.name for t, s in specs.items()},
+                   {t: s.instruction for t, s in specs.items()})
+    return spec, plan_shards(tasks, episodes, settings.episodes_per_shard)
+
+
+def summarize(run_dir: Path) -> dict:
+    """Aggregate every record of a run and write ``summary.json``."""
+    records = load_records(run_dir)
+    if not records:
+        raise InvalidConfig(f"No episode records under {run_dir}")
+    first = records[0]
+    summary = {
+        "run_id": first.run_id,
+        "policy": first.policy,
+        "checkpoint": first.checkpoint,
+        "protocol": first.protocol,
+        "protocol_hash": first.protocol_hash,
+        "sfbench_version": provenance.versions()["sfbench"],
+        **aggregate(records),
+    }
+    write_json_atomic(run_dir / SUMMARY, summary)
+    return summary
+
+
+def _check_same_run(spec: RunSpec) -> None:
+    """Refuse to add episodes of another policy or protocol to an existing run."""
+    for rec in load_records(spec.run_dir)[:1]:
+        if (rec.policy, rec.protocol_hash) != (spec.policy["name"], spec.protocol.hash):
+            raise InvalidConfig(
+                f"Run {spec.run_id} holds {rec.policy} episodes under protocol {rec.protocol} ({rec.protocol_hash}); "
+                f"this command asks for {spec.policy['name']} under {spec.protocol.name} ({spec.protocol.hash}). "
+                "Use another run_id."
+            )
+
+
+def run_eval(cfg: DictConfig, overrides: list[str]) -> tuple[RunSpec, dict | None]:
+    """Run, resume or submit the evaluation described by ``cfg``.
+
+    Returns the run spec and its summary, or None for a submitted run that was not waited for.
+    ``overrides`` are saved so that ``sfbench merge`` can print the command that finishes the run.
+    """
+    spec, shards = make_run_spec(cfg)
+    launcher = make_config(LauncherConfig, OmegaConf.to_container(cfg.launcher), what="launcher")
+    _check_same_run(spec)
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    (spec.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    write_json_atomic(spec.run_dir / "protocol.json", {"hash": spec.protocol.hash, **spec.protocol.to_dict()})
+    command = [o for o in overrides if not o.startswith("run_id=")] + [f"run_id={spec.run_id}"]
+    write_json_atomic(spec.run_dir / "command.json", {
+        "overrides": command, "shards": [{"task_id": s.task_id, "episodes": list(s.episodes)} for s in shards]})
+    log.info("Run %s: %d shards -> %s", spec.run_id, len(shards), spec.run_dir)
+    launch(launcher, spec, shards, progress=cfg.eval.progress)
+    if launcher.wait or launcher.name in ("local", "debug"):
+        return spec, summarize(spec.run_dir)
+    return spec, None

@@ -1,0 +1,1 @@
+"""Depth probes on frozen policies' visual tokens."""

@@ -1,0 +1,1 @@
+"""Aggregates, paired comparisons and the leaderboard."""

@@ -1,0 +1,110 @@
+"""``results/leaderboard.csv``: measured runs and the paper's reference rows, never mixing protocols."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+
+from sfbench import __version__
+from sfbench.eval.records import EpisodeRecord, load_records
+from sfbench.report.aggregate import Rate, rate_of, wilson_interval
+
+# LIBERO "overall" = mean of these four suites (libero_90 excluded), as in the papers.
+LIBERO_OVERALL = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
+PAPER_TRIALS_PER_SUITE = 500
+PAPER_PROTOCOL = "paper_table1"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One leaderboard row: a (policy, checkpoint, suite, protocol) cell."""
+
+    policy: str
+    checkpoint: str
+    suite: str
+    protocol: str
+    protocol_hash: str
+    n_episodes: int
+    success_rate: float
+    ci_low: float
+    ci_high: float
+    source: str
+    date: str
+    sfbench_version: str
+
+
+def _row(key: tuple[str, str, str, str, str], rate: Rate, source: str, day: str) -> Row:
+    policy, checkpoint, suite, protocol, phash = key
+    r = lambda x: round(x, 4)  # noqa: E731
+    return Row(policy, checkpoint, suite, protocol, phash, rate.n, r(rate.success_rate), r(rate.ci_low),
+               r(rate.ci_high), source, day, __version__)
+
+
+def _overall(rates: dict[str, Rate]) -> Rate | None:
+    """Mean of the four LIBERO suites; the interval is Wilson's on the pooled episode count."""
+    if not all(s in rates for s in LIBERO_OVERALL):
+        return None
+    n = sum(rates[s].n for s in LIBERO_OVERALL)
+    mean = sum(rates[s].success_rate for s in LIBERO_OVERALL) / len(LIBERO_OVERALL)
+    low, high = wilson_interval(round(mean * n), n)
+    return Rate(n, round(mean * n), mean, low, high)
+
+
+def measured_rows(*runs_dirs: Path) -> list[Row]:
+    """Rows of every run under ``runs_dirs``; runs of one cell are merged by episode key."""
+    cells: dict[tuple, dict[tuple, EpisodeRecord]] = defaultdict(dict)
+    for run_dir in sorted(p for d in runs_dirs if d.is_dir() for p in d.iterdir() if p.is_dir()):
+        for rec in load_records(run_dir):
+            key = (rec.policy, rec.checkpoint, rec.suite, rec.protocol, rec.protocol_hash)
+            cells[key][rec.key] = rec
+    rows, by_group = [], defaultdict(dict)
+    for key, recs in sorted(cells.items()):
+        rate = rate_of(recs.values())
+        day = max(r.finished_at for r in recs.values())[:10]
+        rows.append(_row(key, rate, "measured", day))
+        by_group[(key[0], key[1], key[3], key[4])][key[2]] = (rate, day)
+    for (policy, ckpt, protocol, phash), suites in sorted(by_group.items()):
+        overall = _overall({s: r for s, (r, _) in suites.items()})
+        if overall:
+            day = max(d for _, d in suites.values())
+            rows.append(_row((policy, ckpt, "libero_overall", protocol, phash), overall, "measured", day))
+    return rows
+
+
+def paper_rows(reference_dir: Path) -> list[Row]:
+    """Rows of the paper tables in ``results/reference/*.csv`` (percentages, 500 trials per suite)."""
+    rows = []
+    for path in sorted(reference_dir.glob("*.csv")):
+        lines = [ln for ln in path.read_text().splitlines() if ln and not ln.startswith("#")]
+        day = date.fromtimestamp(path.stat().st_mtime).isoformat()
+        for rec in csv.DictReader(io.StringIO("\n".join(lines))):
+            for suite in (*LIBERO_OVERALL, "overall"):
+                n = PAPER_TRIALS_PER_SUITE * (len(LIBERO_OVERALL) if suite == "overall" else 1)
+                p = float(rec[suite]) / 100
+                low, high = wilson_interval(round(p * n), n)
+                rate = Rate(n, round(p * n), p, low, high)
+                name = "libero_overall" if suite == "overall" else suite
+                rows.append(_row((rec["policy"], "paper", name, PAPER_PROTOCOL, ""), rate, "paper", day))
+    return rows
+
+
+def write_leaderboard(results_dir: Path) -> Path:
+    """Write ``<results_dir>/leaderboard.csv`` (atomically) and return its path.
+
+    Measured rows come from ``<results_dir>/runs`` and the committed ``experiments/*/runs``.
+    """
+    runs_dirs = [results_dir / "runs", *sorted(results_dir.glob("experiments/*/runs"))]
+    rows = measured_rows(*runs_dirs) + paper_rows(results_dir / "reference")
+    path = results_dir / "leaderboard.csv"
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(Row.__dataclass_fields__))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,1 @@
+"""Training data: LIBERO-layout HDF5 demos, datasets, subsets, batches."""

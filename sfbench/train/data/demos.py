@@ -1,0 +1,149 @@
+"""Demonstrations in LIBERO's own HDF5 layout (robomimic style): write collected demos, read any.
+
+Layout of one file per task::
+
+    data/                       attrs: problem_info (JSON with language_instruction), env_args (JSON),
+                                       total, and sfbench extras: suite, task_id, task_name,
+                                       instruction, protocol, protocol_hash, render_profile,
+                                       image_convention
+      demo_<i>/                 attrs: num_samples, init_state_index
+        actions                 (T, 7) float64
+        rewards, dones          (T,)
+        obs/agentview_rgb       (T, H, W, 3) uint8
+        obs/eye_in_hand_rgb     (T, H, W, 3) uint8
+        obs/ee_pos (T, 3)  obs/ee_ori (T, 3, axis-angle)  obs/gripper_states (T, 2)  obs/joint_states (T, 7)
+        obs/agentview_depth, obs/eye_in_hand_depth             (T, H, W) float32, metres   [sfbench extra]
+        obs/<view>_intrinsics (T, 3, 3), obs/<view>_extrinsics (T, 4, 4, camera-to-world) [sfbench extra]
+
+LIBERO's released files store images as robosuite renders them (upside down); sfbench stores them
+after the protocol's 180-degree rotation and says so in ``image_convention``. The reader returns
+every demo in the rotated convention, so released and collected demos train through one path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from sfbench.core.constants import OBS_AGENTVIEW, OBS_DEPTH, OBS_EXTRINSICS, OBS_INTRINSICS, OBS_JOINTS, OBS_PROPRIO
+from sfbench.core.errors import InvalidConfig, MissingAsset
+
+# sfbench view name -> LIBERO dataset key prefix.
+DATASET_VIEWS = {OBS_AGENTVIEW: "agentview", "wrist": "eye_in_hand"}
+ROTATED = "rotated_180"
+REQUIRED_OBS = ("agentview_rgb", "eye_in_hand_rgb", "ee_pos", "ee_ori", "gripper_states")
+
+
+@dataclass
+class Demo:
+    """One demonstration, images in the rotated (upright) convention.
+
+    Attributes:
+        actions: (T, 7) float32.
+        proprio: (T, 8) float32: ee_pos, ee_ori (axis-angle), gripper_states.
+        images: view -> (T, H, W, 3) uint8.
+        instruction: The task's instruction.
+        task_id: Index of the task in its suite (-1 when unknown).
+        camera: view -> {"depth": (T, H, W), "intrinsics": (T, 3, 3), "extrinsics": (T, 4, 4)}, when present.
+        source: ``<file>:<demo name>``, for error messages.
+        init_state: Index of the suite init state the demo started from (-1 when unknown).
+    """
+
+    actions: np.ndarray
+    proprio: np.ndarray
+    images: dict[str, np.ndarray]
+    instruction: str
+    task_id: int
+    camera: dict[str, dict[str, np.ndarray]]
+    source: str
+    init_state: int = -1
+
+
+def demo_arrays(trajectory: list[tuple[dict, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Stack an episode's (observation, action) pairs into the dataset's per-demo arrays."""
+    obs = [o for o, _ in trajectory]
+    out = {"actions": np.stack([a for _, a in trajectory]).astype(np.float64)}
+    proprio = np.stack([o[OBS_PROPRIO] for o in obs])
+    out |= {"obs/ee_pos": proprio[:, :3], "obs/ee_ori": proprio[:, 3:6], "obs/gripper_states": proprio[:, 6:8],
+            "obs/joint_states": np.stack([o[OBS_JOINTS] for o in obs])}
+    for view, key in DATASET_VIEWS.items():
+        if view in obs[0]:
+            out[f"obs/{key}_rgb"] = np.stack([o[view] for o in obs])
+        if OBS_DEPTH in obs[0] and view in obs[0][OBS_DEPTH]:
+            out[f"obs/{key}_depth"] = np.stack([o[OBS_DEPTH][view] for o in obs])
+            out[f"obs/{key}_intrinsics"] = np.stack([o[OBS_INTRINSICS][view] for o in obs])
+            out[f"obs/{key}_extrinsics"] = np.stack([o[OBS_EXTRINSICS][view] for o in obs])
+    return out
+
+
+def append_demo(path: Path, arrays: dict[str, np.ndarray], *, init_state_index: int, file_attrs: dict) -> str:
+    """Append one demo to ``path`` (created with ``file_attrs`` if new); return its group name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "a") as f:
+        data = f.require_group("data")
+        for k, v in file_attrs.items():
+            data.attrs[k] = v
+        name = f"demo_{len(data)}"
+        group = data.create_group(name)
+        t = len(arrays["actions"])
+        for key, value in arrays.items():
+            compress = {"compression": "gzip", "compression_opts": 4} if value.ndim >= 3 else {}
+            group.create_dataset(key, data=value, **compress)
+        group.create_dataset("rewards", data=np.eye(1, t, t - 1, dtype=np.float64)[0])
+        group.create_dataset("dones", data=np.eye(1, t, t - 1, dtype=np.int64)[0])
+        group.attrs["num_samples"] = t
+        group.attrs["init_state_index"] = init_state_index
+        data.attrs["total"] = int(sum(data[d].attrs["num_samples"] for d in data))
+    return name
+
+
+def _instruction(data: h5py.Group, path: Path) -> str:
+    if "instruction" in data.attrs:
+        return str(data.attrs["instruction"])
+    if "problem_info" in data.attrs:
+        return str(json.loads(data.attrs["problem_info"])["language_instruction"])
+    raise InvalidConfig(f"{path}: no instruction (expected attribute data.problem_info or data.instruction)")
+
+
+def _read_demo(group: h5py.Group, rotate: bool, instruction: str, task_id: int, source: str) -> Demo:
+    required = ["actions", *(f"obs/{k}" for k in REQUIRED_OBS)]
+    missing = [k for k in required if k not in group]
+    if missing:
+        raise InvalidConfig(f"{source}: missing key {missing[0]}")
+    obs = group["obs"]
+    fix = (lambda a: a[:, ::-1, ::-1]) if rotate else (lambda a: a)  # noqa: E731
+    images = {view: np.ascontiguousarray(fix(obs[f"{key}_rgb"][()])) for view, key in DATASET_VIEWS.items()}
+    proprio = np.concatenate([obs["ee_pos"][()], obs["ee_ori"][()], obs["gripper_states"][()]], axis=1)
+    camera = {
+        view: {"depth": obs[f"{key}_depth"][()], "intrinsics": obs[f"{key}_intrinsics"][()],
+               "extrinsics": obs[f"{key}_extrinsics"][()]}
+        for view, key in DATASET_VIEWS.items() if f"{key}_depth" in obs
+    }
+    actions = group["actions"][()].astype(np.float32)
+    if len(actions) == 0 or len(proprio) != len(actions):
+        raise InvalidConfig(f"{source}: {len(actions)} actions for {len(proprio)} observations")
+    init_state = int(group.attrs.get("init_state_index", -1))
+    return Demo(actions, proprio.astype(np.float32), images, instruction, task_id, camera, source, init_state)
+
+
+def load_demos(path: Path) -> list[Demo]:
+    """Every demo of one LIBERO-layout HDF5 file, with clear errors naming the file and key."""
+    if not path.is_file():
+        raise MissingAsset(f"Dataset file not found: {path}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise InvalidConfig(f"{path}: not a readable HDF5 file ({e})") from None
+    with f:
+        if "data" not in f or not len(f["data"]):
+            raise InvalidConfig(f"{path}: missing key data/demo_* (no demonstrations)")
+        data = f["data"]
+        rotate = data.attrs.get("image_convention") != ROTATED
+        instruction = _instruction(data, path)
+        task_id = int(data.attrs.get("task_id", -1))
+        names = sorted(data, key=lambda n: int(n.split("_")[-1]) if n.split("_")[-1].isdigit() else 0)
+        return [_read_demo(data[n], rotate, instruction, task_id, f"{path}:{n}") for n in names]

@@ -1,0 +1,61 @@
+"""``sfbench train [-m]``: resolve configs (one per sweep point), then train here or on the cluster."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from sfbench.config.compose import compose_config
+from sfbench.config.schema import make_config
+from sfbench.config.sweep import expand_sweeps
+from sfbench.core.errors import InvalidConfig
+from sfbench.launch.executors import LauncherConfig, submit_calls
+from sfbench.train.rundir import CONFIG
+from sfbench.train.trainer import RUNTIME_SETTINGS, TrainJob, check_job, job_from_config
+
+
+def make_train_run_id(cfg: dict[str, Any]) -> str:
+    """Deterministic run id: rerunning the same command resumes the same run."""
+    key = {k: cfg[k] for k in ("policy", "data", "teacher")} | ({"align": cfg["align"]} if cfg.get("align") else {})
+    key["train"] = {k: v for k, v in cfg["train"].items() if k not in RUNTIME_SETTINGS}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{cfg['policy']['name']}-{digest}"
+
+
+def _resolve(overrides: list[str]) -> tuple[dict[str, Any], TrainJob]:
+    cfg = compose_config("train", overrides)
+    try:
+        container = OmegaConf.to_container(cfg, throw_on_missing=True)
+    except MissingMandatoryValue as e:
+        raise InvalidConfig(f"Missing required value: {e.full_key} (set {e.full_key}=...)") from None
+    run_id = container["run_id"] or make_train_run_id(container)
+    run_dir = Path(container["output_dir"]) / run_id
+    job = job_from_config(container, run_dir)
+    check_job(job)
+    make_config(LauncherConfig, container["launcher"], what="launcher")
+    return container, job
+
+
+def run_train(overrides: list[str], *, multirun: bool = False) -> list[tuple[TrainJob, Any]]:
+    """Train one run (or every point of a ``-m`` sweep) with the configured launcher.
+
+    Returns (job, result) pairs: the final checkpoint path, or the submitted SLURM job.
+    """
+    points = expand_sweeps(overrides) if multirun else [overrides]
+    resolved = [_resolve(p) for p in points]
+    launchers = {json.dumps(c["launcher"], sort_keys=True) for c, _ in resolved}
+    if len(launchers) > 1:
+        raise InvalidConfig("A sweep must use one launcher for all its points")
+    first = resolved[0][0]
+    launcher = make_config(LauncherConfig, first["launcher"], what="launcher")
+    for cfg, job in resolved:
+        job.run_dir.mkdir(parents=True, exist_ok=True)
+        (job.run_dir / CONFIG).write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    jobs = [job for _, job in resolved]
+    results = submit_calls(launcher, jobs, folder=Path(first["output_dir"]) / "submitit", name="sfbench-train")
+    return list(zip(jobs, results, strict=True))
