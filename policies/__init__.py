@@ -12,8 +12,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import yaml
+
 from sfbench.config.schema import make_config
-from sfbench.config.tree import group_choices
+from sfbench.config.tree import config_dir, group_choices
 from sfbench.core.errors import UnknownChoice
 from sfbench.policies.base import Policy, Requirements
 
@@ -29,13 +31,22 @@ def policy_class(family: str) -> type[Policy]:
     raise TypeError(f"Module sfbench.policies.{family} defines no Policy subclass with name = {family!r}")
 
 
+def _yaml_family(name: str) -> str:
+    """The ``family`` of ``configs/policy/<name>.yaml``, following its defaults list; else the name."""
+    option = yaml.safe_load((config_dir() / "policy" / f"{name}.yaml").read_text()) or {}
+    if "family" in option:
+        return str(option["family"])
+    parents = [d for d in option.get("defaults", []) if isinstance(d, str) and d != "_self_"]
+    return _yaml_family(parents[0]) if parents else name
+
+
 def _split(config: dict[str, Any]) -> tuple[type[Policy], dict[str, Any]]:
     """The family class of a ``policy`` config group and the fields for its config dataclass."""
     config = dict(config)
     name = config.pop("name", None)
     if name not in group_choices("policy"):
         raise UnknownChoice("policy", name, group_choices("policy"))
-    cls = policy_class(config.pop("family", name))
+    cls = policy_class(config.pop("family", None) or _yaml_family(name))
     if "name" in {f for f in cls.config_class.__dataclass_fields__}:  # families with several named configs
         config["name"] = name
     return cls, config

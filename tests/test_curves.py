@@ -97,7 +97,8 @@ def train_run(tmp_path, run_id, *, task_id=3, fraction=1.0, below=None, checkpoi
     cfg = TinyVLAConfig(dim=16, layers=1, heads=2, image_size=16)
     stats = {k: {"q01": [-1.0] * d, "q99": [1.0] * d} for k, d in (("action", 7), ("proprio", 8))}
     for step in checkpoints:
-        save_checkpoint(run_dir / "checkpoints" / f"step_{step:06d}", TinyVLA(cfg), cfg, stats, step)
+        path = save_checkpoint(run_dir / "checkpoints" / f"step_{step:06d}", TinyVLA(cfg), cfg, stats, step)
+        (path / "training_state.pt").write_bytes(b"")  # the trainer's completeness mark
     return run_dir
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sfbench.core.errors import InvalidConfig, MissingAsset
+from sfbench.core.errors import InvalidConfig, MissingAsset, UnknownChoice
 from sfbench.core.geometry import point_map
 from sfbench.core.normalize import compute_stats, normalize, unnormalize
 from sfbench.policies import make_policy, make_policy_config
@@ -21,8 +21,6 @@ from sfbench.policies.tiny_vla import (
     save_checkpoint,
     tokenize,
 )
-from sfbench.policies.tiny_vla_depth import TinyVLADepthConfig
-from sfbench.policies.tiny_vla_sf import TinyVLASFConfig
 
 SMALL = {"image_size": 32, "dim": 32, "layers": 2, "heads": 2, "max_text_tokens": 16}
 STATS = {
@@ -98,11 +96,11 @@ def test_text_padding_is_masked():
 def test_invalid_config_names_the_bad_value():
     with pytest.raises(InvalidConfig, match="patch_size \\(7\\)"):
         make_policy_config({"name": "tiny_vla", "patch_size": 7})
-    with pytest.raises(InvalidConfig, match="'depth'"):
-        make_policy_config({"name": "tiny_vla", "input_geometry": "depth"})
-    with pytest.raises(InvalidConfig, match="align_layer"):
-        make_policy_config({"name": "tiny_vla_sf", "align_layer": 9})
-    assert make_policy_config({"name": "tiny_vla_sf"}).align_layer == 3, "default: 3/4 of the layers"
+    with pytest.raises(InvalidConfig, match="'voxels'"):
+        make_policy_config({"name": "tiny_vla", "input_geometry": "voxels"})
+    with pytest.raises(UnknownChoice, match="align_layer"):
+        make_policy_config({"name": "tiny_vla_sf", "family": "tiny_vla", "align_layer": 9})  # SF settings are the trainer's now
+    assert make_policy_config({"name": "tiny_vla_sf", "family": "tiny_vla"}).name == "tiny_vla_sf", "the name is kept in the config"
 
 
 def test_checkpoint_round_trip_gives_identical_actions(checkpoint):
@@ -146,7 +144,7 @@ def test_corrupt_or_foreign_checkpoints_are_rejected(checkpoint, weird_tmp_path)
     path, model, _ = checkpoint
     with pytest.raises(InvalidConfig, match="dim=64"):
         make_policy({"name": "tiny_vla", **SMALL, "dim": 64, "checkpoint": str(path)})
-    sf_config = TinyVLASFConfig(**SMALL)
+    sf_config = TinyVLAConfig(name="tiny_vla_sf", **SMALL)
     sf_path = save_checkpoint(weird_tmp_path / "sf", TinyVLA(sf_config), sf_config, STATS, step=1)
     with pytest.raises(InvalidConfig, match="policy=tiny_vla_sf"):
         make_policy({"name": "tiny_vla", **SMALL, "checkpoint": str(sf_path)})
@@ -201,10 +199,11 @@ def test_crop_intrinsics_follow_the_crop():
 
 
 def test_depth_variant_consumes_point_maps(weird_tmp_path):
-    config = TinyVLADepthConfig(**SMALL)
+    config = TinyVLAConfig(name="tiny_vla_depth", input_geometry="points", **SMALL)
     torch.manual_seed(0)
     path = save_checkpoint(weird_tmp_path / "depth", TinyVLA(config), config, STATS, step=1)
-    policy = make_policy({"name": "tiny_vla_depth", **SMALL, "checkpoint": str(path)})
+    policy = make_policy({"name": "tiny_vla_depth", "family": "tiny_vla", "input_geometry": "points", **SMALL,
+                          "checkpoint": str(path)})
     assert policy.requirements.depth
     obs = synthetic_obs(depth=True)
     batch = policy.make_batch([obs])

@@ -9,7 +9,9 @@ import torch
 from safetensors.torch import load_file
 
 from sfbench.core.errors import InvalidConfig, SfbenchError
-from sfbench.train.trainer import Trainer, TrainJob, TrainSettings, latest_checkpoint, lr_at
+from sfbench.policies.tiny_vla import TinyVLA
+from sfbench.train.rundir import latest_checkpoint
+from sfbench.train.trainer import Trainer, TrainJob, TrainSettings, lr_at
 from tests.train.test_demos import write_file
 
 POLICY = {"name": "tiny_vla_sf", "dim": 32, "layers": 2, "heads": 2, "image_size": 32}
@@ -22,7 +24,7 @@ def job(tmp_path, name, **train):
         write_file(data_dir / "a_demo.hdf5", 2, t=6)
     settings = {"steps": 20, "batch_size": 4, "save_every": 10, "log_every": 5, "progress": False,
                 "num_threads": 1} | train
-    return TrainJob(tmp_path / name, dict(POLICY), {"path": str(data_dir)}, settings, dict(TEACHER))
+    return TrainJob(tmp_path / name, dict(POLICY), {"path": str(data_dir)}, settings, dict(TEACHER), {"method": "sf"})
 
 
 def weights(run_dir):
@@ -54,7 +56,7 @@ def test_resumed_run_equals_the_uninterrupted_run(tmp_path, monkeypatch):
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     j = job(tmp_path, "nan")
-    original_forward = Trainer.step.__globals__["TinyVLA"].forward
+    original_forward = TinyVLA.forward
 
     def poisoned(self, batch, **kw):
         out = original_forward(self, batch, **kw)
@@ -63,7 +65,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_p
         self._calls = getattr(self, "_calls", 0) + 1
         return out
 
-    monkeypatch.setattr(Trainer.step.__globals__["TinyVLA"], "forward", poisoned)
+    monkeypatch.setattr(TinyVLA, "forward", poisoned)
     with pytest.raises(SfbenchError, match=r"Non-finite loss \(nan\) at step 12.*step_000010"):
         j()
     assert latest_checkpoint(j.run_dir).name == "step_000010"
