@@ -20,13 +20,11 @@ class Requirements:
     Attributes:
         views: RGB views to render (subset of ``sfbench.core.constants.VIEWS``).
         depth: Metric depth and camera intrinsics/extrinsics for each requested view.
-        proprio: The 8-D proprio vector.
         privileged: Simulator object/fixture/site poses (scripted experts only).
     """
 
     views: tuple[str, ...] = VIEWS
     depth: bool = False
-    proprio: bool = True
     privileged: bool = False
 
     def __post_init__(self) -> None:

@@ -44,7 +44,7 @@ class RandomPolicy(Policy):
     @property
     def requirements(self) -> Requirements:
         """Needs nothing rendered."""
-        return Requirements(views=(), proprio=False)
+        return Requirements(views=())
 
     def reset(self, task: TaskSpec, *, seed: int | None = None) -> None:
         """Re-seed the RNG so that an episode is reproducible on its own; take the suite's action dimension."""

@@ -289,7 +289,7 @@ class ScriptedPolicy(Policy):
     @property
     def requirements(self) -> Requirements:
         """Proprio and privileged poses only; no rendering."""
-        return Requirements(views=(), depth=False, proprio=True, privileged=True)
+        return Requirements(views=(), depth=False, privileged=True)
 
     def reset(self, task: TaskSpec, *, seed: int | None = None) -> None:
         """Plan the task's pick-and-places; raise :class:`UnsupportedTask` for any other goal.

@@ -44,7 +44,7 @@ class ZeroPolicy(Policy):
     @property
     def requirements(self) -> Requirements:
         """Needs nothing rendered."""
-        return Requirements(views=(), proprio=False)
+        return Requirements(views=())
 
     def reset(self, task: TaskSpec, *, seed: int | None = None) -> None:
         """Take the suite's action dimension."""

@@ -81,7 +81,7 @@ class TinyVLAPolicy(TrainablePolicy):
     def requirements(self) -> Requirements:
         """The configured views, proprio, and depth + camera matrices when geometry is an input."""
         return Requirements(
-            views=self.config.views, depth=self.config.input_geometry is not None, proprio=True
+            views=self.config.views, depth=self.config.input_geometry is not None
         )
 
     @property

@@ -24,6 +24,14 @@ def _resolve_group(key: str, value: str) -> str:
     return f"{key}={value}"
 
 
+def config_groups(config_name: str) -> list[str]:
+    """The config groups in the defaults list of ``configs/<config_name>.yaml`` (``optional`` ones too)."""
+    import yaml
+
+    defaults = yaml.safe_load((config_dir() / f"{config_name}.yaml").read_text()).get("defaults", [])
+    return [next(iter(d)).removeprefix("optional ").removeprefix("override ") for d in defaults if isinstance(d, dict)]
+
+
 def _dotted_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     keys = []
     for k, v in cfg.items():
@@ -62,6 +70,8 @@ def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
     for override in overrides:
         key, value = _split(override)
         if key in GROUPS:
+            if key not in config_groups(config_name):
+                raise UnknownChoice(f"config group of sfbench {config_name}", key, config_groups(config_name))
             group_overrides.append(_resolve_group(key, value))
         else:
             key_overrides.append((key, override))

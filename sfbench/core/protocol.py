@@ -70,8 +70,6 @@ class Protocol:
         global_seed: Seed of the policy-side RNGs (numpy / torch), per episode offset by index.
         render_size: Camera height and width in pixels.
         rotate_180: Rotate every view by 180 degrees (OpenVLA-OFT / openpi convention).
-        policy_image_size: Size the policy adapter resizes images to.
-        center_crop_area: Area fraction of the policy-side centre crop (1.0 = no crop).
         open_loop_steps: Actions of a chunk executed before the policy is queried again.
         render_profile: Renderer quality profile, one of :data:`RENDER_PROFILES` (``faithful``:
             LIBERO's own renderer settings, untouched).
@@ -90,8 +88,6 @@ class Protocol:
     global_seed: int
     render_size: int
     rotate_180: bool
-    policy_image_size: int
-    center_crop_area: float
     open_loop_steps: int
     render_profile: str = "faithful"
     render: dict[str, Any] | None = None
@@ -103,8 +99,6 @@ class Protocol:
             problems.append(f"init_state={self.init_state!r} (valid: 'index')")
         if self.open_loop_steps < 1:
             problems.append(f"open_loop_steps={self.open_loop_steps} (must be >= 1)")
-        if not 0.0 < self.center_crop_area <= 1.0:
-            problems.append(f"center_crop_area={self.center_crop_area} (must be in (0, 1])")
         problems += self._render_problems()
         if len(self.wait_action) != 7:
             problems.append(f"wait_action has {len(self.wait_action)} entries (expected 7)")

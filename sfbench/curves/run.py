@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sfbench.config.schema import make_config
 from sfbench.core.errors import InvalidConfig, UnknownChoice
+from sfbench.core.io import write_json_atomic
 from sfbench.core.protocol import Protocol
 from sfbench.curves import curve as curves
 from sfbench.curves.train_runs import (
@@ -27,7 +28,7 @@ from sfbench.curves.train_runs import (
     curve_labels,
     load_train_run,
 )
-from sfbench.eval.records import load_records, write_json_atomic
+from sfbench.eval.records import load_records
 from sfbench.eval.run import run_eval
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
-
 RECORDS_DIR = "records"
-
 
 @dataclass(frozen=True)
 class EpisodeRecord:
@@ -72,10 +70,10 @@ def _read_jsonl(path: Path) -> Iterable[EpisodeRecord]:
         yield EpisodeRecord(**{k: v for k, v in d.items() if k in names})
 
 
-def load_records(run_dir: Path) -> list[EpisodeRecord]:
-    """All records of a run, de-duplicated by episode key (the last written wins)."""
+def load_jsonl_records(paths: Iterable[Path]) -> list[EpisodeRecord]:
+    """Records of ``paths``, de-duplicated by episode key (the last written wins)."""
     by_key: dict[tuple, EpisodeRecord] = {}
-    for path in sorted((run_dir / RECORDS_DIR).glob("*.jsonl")):
+    for path in paths:
         for rec in _read_jsonl(path):
             if rec.key in by_key and by_key[rec.key].finished_at > rec.finished_at:
                 continue
@@ -83,9 +81,8 @@ def load_records(run_dir: Path) -> list[EpisodeRecord]:
     return sorted(by_key.values(), key=lambda r: r.key)
 
 
-def write_json_atomic(path: Path, obj: object) -> None:
-    """Write JSON to ``path`` through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+def load_records(run_dir: Path) -> list[EpisodeRecord]:
+    """All records of the run at ``run_dir`` (see :class:`sfbench.eval.rundir.RunDir`)."""
+    from sfbench.eval.rundir import RunDir
+
+    return RunDir(run_dir).load_records()

@@ -12,16 +12,18 @@ from sfbench.config.schema import make_config
 from sfbench.config.tree import make_suite_config
 from sfbench.core import provenance
 from sfbench.core.errors import InvalidConfig
+from sfbench.core.io import write_json_atomic
 from sfbench.core.protocol import Protocol
 from sfbench.envs import task_spec
-from sfbench.eval.records import load_records, write_json_atomic
-from sfbench.eval.shards import RunSpec, make_run_id, plan_shards
-from sfbench.launch.executors import LauncherConfig, launch
-from sfbench.policies import make_policy_config
+from sfbench.eval.dispatch import dispatch
+from sfbench.eval.records import EpisodeRecord
+from sfbench.eval.rundir import RunDir
+from sfbench.eval.shards import RunSpec, Shard, make_run_id, plan_shards
+from sfbench.launch.executors import LauncherConfig
+from sfbench.policies import family_of, make_policy_config
 from sfbench.report.aggregate import aggregate
 
 log = logging.getLogger(__name__)
-SUMMARY = "summary.json"
 
 
 @dataclass
@@ -55,7 +57,7 @@ def make_run_spec(cfg: DictConfig, section: str = "eval") -> tuple[RunSpec, list
     suite = make_suite_config(OmegaConf.to_container(cfg.suite))
     protocol = Protocol.from_dict(OmegaConf.to_container(cfg.protocol))
     policy = OmegaConf.to_container(cfg.policy)
-    make_policy_config(policy)
+    policy_config = make_policy_config(policy)
     tasks = list(range(suite.num_tasks)) if settings.tasks is None else list(settings.tasks)
     suite.check_task_ids(tasks)
     episodes = range(settings.first_episode, settings.first_episode + settings.episodes_per_task)
@@ -67,6 +69,7 @@ def make_run_spec(cfg: DictConfig, section: str = "eval") -> tuple[RunSpec, list
     protocol.max_steps_for(suite.protocol_suite)
     run_id = cfg.run_id or make_run_id(policy, suite.name, protocol)
     specs = {t: task_spec(suite, t) for t in tasks}
+    family_of(policy).check_config(policy_config, specs[tasks[0]].action_dim)
     spec = RunSpec(run_id, Path(cfg.output_dir) / run_id, suite, protocol, policy, settings.videos_per_task,
                    settings.num_workers, {t: s.name for t, s in specs.items()},
                    {t: s.instruction for t, s in specs.items()})
@@ -75,7 +78,8 @@ def make_run_spec(cfg: DictConfig, section: str = "eval") -> tuple[RunSpec, list
 
 def summarize(run_dir: Path) -> dict:
     """Aggregate every record of a run and write ``summary.json``."""
-    records = load_records(run_dir)
+    layout = RunDir(run_dir)
+    records = layout.load_records()
     if not records:
         raise InvalidConfig(f"No episode records under {run_dir}")
     first = records[0]
@@ -88,13 +92,13 @@ def summarize(run_dir: Path) -> dict:
         "sfbench_version": provenance.versions()["sfbench"],
         **aggregate(records),
     }
-    write_json_atomic(run_dir / SUMMARY, summary)
+    write_json_atomic(layout.summary, summary)
     return summary
 
 
-def _check_same_run(spec: RunSpec) -> None:
+def _check_same_run(spec: RunSpec, records: list[EpisodeRecord]) -> None:
     """Refuse to add episodes of another policy or protocol to an existing run."""
-    for rec in load_records(spec.run_dir)[:1]:
+    for rec in records[:1]:
         if (rec.policy, rec.protocol_hash) != (spec.policy["name"], spec.protocol.hash):
             raise InvalidConfig(
                 f"Run {spec.run_id} holds {rec.policy} episodes under protocol {rec.protocol} ({rec.protocol_hash}); "
@@ -103,23 +107,29 @@ def _check_same_run(spec: RunSpec) -> None:
             )
 
 
+def start_run(cfg: DictConfig, spec: RunSpec, shards: list[Shard], overrides: list[str]) -> set[tuple]:
+    """Check the run directory against ``spec``, then write its start files; returns the recorded keys.
+
+    ``overrides`` are saved so that ``sfbench merge`` can print the command that finishes the run.
+    """
+    layout = RunDir(spec.run_dir)
+    records = layout.load_records()
+    _check_same_run(spec, records)
+    command = [o for o in overrides if not o.startswith("run_id=")] + [f"run_id={spec.run_id}"]
+    layout.write_start(OmegaConf.to_yaml(cfg), {"hash": spec.protocol.hash, **spec.protocol.to_dict()}, {
+        "overrides": command, "shards": [{"task_id": s.task_id, "episodes": list(s.episodes)} for s in shards]})
+    return {r.key for r in records}
+
+
 def run_eval(cfg: DictConfig, overrides: list[str]) -> tuple[RunSpec, dict | None]:
     """Run, resume or submit the evaluation described by ``cfg``.
 
-    Returns the run spec and its summary, or None for a submitted run that was not waited for.
-    ``overrides`` are saved so that ``sfbench merge`` can print the command that finishes the run.
+    Everything is validated before the run directory is created. Returns the run spec and its
+    summary, or None for a submitted run that was not waited for.
     """
     spec, shards = make_run_spec(cfg)
     launcher = make_config(LauncherConfig, OmegaConf.to_container(cfg.launcher), what="launcher")
-    _check_same_run(spec)
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
-    (spec.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    write_json_atomic(spec.run_dir / "protocol.json", {"hash": spec.protocol.hash, **spec.protocol.to_dict()})
-    command = [o for o in overrides if not o.startswith("run_id=")] + [f"run_id={spec.run_id}"]
-    write_json_atomic(spec.run_dir / "command.json", {
-        "overrides": command, "shards": [{"task_id": s.task_id, "episodes": list(s.episodes)} for s in shards]})
+    recorded = start_run(cfg, spec, shards, overrides)
     log.info("Run %s: %d shards -> %s", spec.run_id, len(shards), spec.run_dir)
-    launch(launcher, spec, shards, progress=cfg.eval.progress)
-    if launcher.wait or launcher.name in ("local", "debug"):
-        return spec, summarize(spec.run_dir)
-    return spec, None
+    dispatch(launcher, spec, shards, recorded, progress=cfg.eval.progress)
+    return spec, summarize(spec.run_dir) if launcher.blocks else None

@@ -16,11 +16,12 @@ from sfbench.config.tree import SuiteConfig
 from sfbench.core import provenance
 from sfbench.core.protocol import Protocol
 from sfbench.envs import make_env
-from sfbench.eval.records import RECORDS_DIR, EpisodeRecord, append_record, load_records
+from sfbench.eval.records import EpisodeRecord, append_record
 from sfbench.eval.rollout import Episode, EpisodeOutcome, RolloutLoop
+from sfbench.eval.rundir import RunDir
 from sfbench.eval.video import annotate, write_mp4
 from sfbench.eval.workers import make_slots
-from sfbench.policies import Requirements, make_policy, policy_class
+from sfbench.policies import Requirements, family_of, make_policy
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,9 @@ def plan_shards(task_ids: list[int], episodes: range, episodes_per_shard: int) -
     return [Shard(t, tuple(eps[i : i + step])) for t in task_ids for i in range(0, len(eps), step)]
 
 
-def pending(spec: RunSpec, shards: list[Shard]) -> dict[Shard, list[int]]:
-    """Episodes of each shard that have no record yet (the run's records are read once)."""
-    done = {r.key for r in load_records(spec.run_dir)}
-    return {s: [e for e in s.episodes if (spec.suite.name, s.task_id, e) not in done] for s in shards}
+def pending(spec: RunSpec, shards: list[Shard], recorded: set[tuple]) -> dict[Shard, list[int]]:
+    """Episodes of each shard whose key is not in ``recorded`` (the run's recorded episode keys)."""
+    return {s: [e for e in s.episodes if (spec.suite.name, s.task_id, e) not in recorded] for s in shards}
 
 
 def make_task_env(spec: RunSpec, requirements: Requirements, task_id: int) -> Any:
@@ -81,7 +81,7 @@ def make_task_env(spec: RunSpec, requirements: Requirements, task_id: int) -> An
 def _save_video(spec: RunSpec, episode: Episode, out: EpisodeOutcome, instruction: str) -> str:
     verdict = "SUCCESS" if out.success else f"FAILURE ({out.failure_reason or 'budget exhausted'})"
     text = f"{verdict} after {out.steps} steps - task {episode.task_id}, episode {episode.index}"
-    path = spec.run_dir / "videos" / f"task{episode.task_id:03d}_ep{episode.index:04d}.mp4"
+    path = RunDir(spec.run_dir).video(episode.task_id, episode.index)
     write_mp4(path, annotate(out.frames, instruction, text, out.success))
     return str(path.relative_to(spec.run_dir))
 
@@ -119,6 +119,7 @@ def run_shards(
     on_episode: Callable[[EpisodeRecord], None] | None = None,
     requirements: Requirements | None = None,
     sink: Callable[[Episode, EpisodeOutcome], None] | None = None,
+    recorded: set[tuple] | None = None,
 ) -> int:
     """Run the unrecorded episodes of ``shards`` on ``num_workers`` env workers; return how many ran.
 
@@ -126,15 +127,19 @@ def run_shards(
     loses at most the episodes in flight. ``requirements`` overrides what the envs render (e.g.
     demonstration collection renders views a privileged expert does not need); with a ``sink``
     every episode keeps its trajectory and is passed to it before its record is written.
+    ``recorded`` is the set of episode keys already recorded (read from the run when None).
     """
-    work = [(shard, e) for shard, todo in pending(spec, shards).items() for e in todo]
+    run_dir = RunDir(spec.run_dir)
+    if recorded is None:
+        recorded = {r.key for r in run_dir.load_records()}
+    work = [(shard, e) for shard, todo in pending(spec, shards, recorded).items() for e in todo]
     if not work:
         return 0
     shard_of = {(s.task_id, e): s for s, e in work}
     episodes = [Episode(s.task_id, e, spec.protocol.global_seed + e, e < spec.videos_per_task, sink is not None)
                 for s, e in work]
     n = max(1, min(num_workers, len(episodes)))
-    policies = [make_policy(spec.policy) for _ in range(1 if policy_class(spec.policy["name"]).batchable else n)]
+    policies = [make_policy(spec.policy) for _ in range(1 if family_of(spec.policy).batchable else n)]
     policies = policies * n if len(policies) == 1 else policies
     slots = make_slots(partial(make_task_env, spec, requirements or policies[0].requirements), spec.protocol, n)
 
@@ -144,7 +149,7 @@ def run_shards(
             sink(episode, out)
         video = _save_video(spec, episode, out, instruction) if out.frames else None
         rec = _record(spec, policies[0].checkpoint_id, episode, out, video)
-        append_record(spec.run_dir / RECORDS_DIR / f"{shard_of[(episode.task_id, episode.index)].name}.jsonl", rec)
+        append_record(run_dir.record_file(shard_of[(episode.task_id, episode.index)].name), rec)
         if on_episode:
             on_episode(rec)
 

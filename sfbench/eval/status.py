@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from sfbench.core.errors import MissingAsset
-from sfbench.eval.records import load_records
 from sfbench.eval.run import summarize
-from sfbench.launch.executors import job_states, load_jobs
+from sfbench.eval.rundir import RunDir
+from sfbench.launch.executors import job_states
 
 ACTIVE_STATES = ("RUNNING", "PENDING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED")
 
@@ -27,19 +25,13 @@ class ShardStatus:
     job_state: str | None
 
 
-def _command(run_dir: Path) -> dict:
-    path = run_dir / "command.json"
-    if not path.exists():
-        raise MissingAsset(f"No run at {run_dir} (missing {path.name}); check run= and output_dir=")
-    return json.loads(path.read_text())
-
-
 def shard_status(run_dir: Path, submitit_folder: Path | None = None) -> list[ShardStatus]:
     """Status of every planned shard, from the records and the latest job of each shard."""
-    plan = _command(run_dir)["shards"]
-    done = {(r.task_id, r.episode_index) for r in load_records(run_dir)}
-    latest = {(j["task_id"], tuple(j["episodes"])): j["job_id"] for j in load_jobs(run_dir)}
-    states = job_states(submitit_folder or run_dir / "submitit", sorted(set(latest.values()))) if latest else {}
+    layout = RunDir(run_dir)
+    plan = layout.load_command()["shards"]
+    done = {(r.task_id, r.episode_index) for r in layout.load_records()}
+    latest = {(j["task_id"], tuple(j["episodes"])): j["job_id"] for j in layout.load_jobs()}
+    states = job_states(submitit_folder or layout.submitit, sorted(set(latest.values()))) if latest else {}
     rows = []
     for shard in plan:
         key = (shard["task_id"], tuple(shard["episodes"]))
@@ -60,14 +52,15 @@ def shard_status(run_dir: Path, submitit_folder: Path | None = None) -> list[Sha
 
 def missing_episodes(run_dir: Path) -> list[tuple[int, int]]:
     """Planned (task id, episode) pairs that have no record."""
-    done = {(r.task_id, r.episode_index) for r in load_records(run_dir)}
-    return [(s["task_id"], e) for s in _command(run_dir)["shards"] for e in s["episodes"]
+    layout = RunDir(run_dir)
+    done = {(r.task_id, r.episode_index) for r in layout.load_records()}
+    return [(s["task_id"], e) for s in layout.load_command()["shards"] for e in s["episodes"]
             if (s["task_id"], e) not in done]
 
 
 def finish_command(run_dir: Path) -> str:
     """The one command that (re)submits whatever is missing: the original command, same run id."""
-    return "sfbench eval " + " ".join(shlex.quote(o) for o in _command(run_dir)["overrides"])
+    return "sfbench eval " + " ".join(shlex.quote(o) for o in RunDir(run_dir).load_command()["overrides"])
 
 
 def merge(run_dir: Path) -> tuple[dict, list[tuple[int, int]]]:

@@ -1,36 +1,31 @@
 """Launchers: where work runs. The only module that imports submitit.
 
-- ``local``: in this process, one shard after the other (no submitit).
+- ``local``: in this process, one call after the other (no submitit).
 - ``debug``: submitit's in-process executor (same API as SLURM, ``pdb`` works).
-- ``slurm``: submitit's SLURM executor; shards become one job array.
+- ``slurm``: submitit's SLURM executor; the calls become one job array.
 
-Workers are :class:`submitit.helpers.Checkpointable`: on preemption or timeout SLURM signals the
-job, submitit calls ``checkpoint`` and requeues the same callable with the same shard; the shard
-then skips the episodes it already recorded.
+Work is submitted as resumable callables wrapped in :class:`CheckpointableCall`: on preemption or
+timeout SLURM signals the job, submitit requeues the same call, and the call resumes from its own
+state (an evaluation shard from its records, a trainer from its latest checkpoint). This module
+knows nothing about what the calls do.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import submitit
-from tqdm.auto import tqdm
 
 from sfbench.core.errors import InvalidConfig, SfbenchError, UnknownChoice
-from sfbench.eval.records import EpisodeRecord, write_json_atomic
-from sfbench.eval.shards import RunSpec, Shard, pending, run_shard, run_shards
 
 log = logging.getLogger(__name__)
 LAUNCHERS = ("local", "debug", "slurm")
-JOBS_FILE = "jobs.json"
 
 
 @dataclass
@@ -83,13 +78,10 @@ class LauncherConfig:
         if bad:
             raise InvalidConfig(f"Invalid launcher settings: {', '.join(bad)} (must be positive)")
 
-
-class ShardWorker(submitit.helpers.Checkpointable):
-    """Runs one shard; on timeout or preemption submitit requeues it with the same shard."""
-
-    def __call__(self, spec: RunSpec, shard: Shard) -> int:
-        """Run the pending episodes of ``shard``; return how many ran."""
-        return run_shard(spec, shard)
+    @property
+    def blocks(self) -> bool:
+        """Whether launching returns only when the work has ended (``local`` and ``debug`` always do)."""
+        return self.wait or self.name in ("local", "debug")
 
 
 def make_executor(cfg: LauncherConfig, folder: Path, job_name: str) -> Any:
@@ -111,7 +103,7 @@ def make_executor(cfg: LauncherConfig, folder: Path, job_name: str) -> Any:
     return executor
 
 
-def _submit(executor: Any, fn: Callable, args_list: list[tuple]) -> list[Any]:
+def submit(executor: Any, fn: Callable, args_list: list[tuple]) -> list[Any]:
     """Submit ``fn(*args)`` for each args as one job array; SLURM's own message on failure."""
     try:
         with executor.batch():
@@ -121,49 +113,6 @@ def _submit(executor: Any, fn: Callable, args_list: list[tuple]) -> list[Any]:
     return jobs
 
 
-def _record_jobs(spec: RunSpec, shards: list[Shard], jobs: list[Any]) -> None:
-    path = spec.run_dir / JOBS_FILE
-    history = load_jobs(spec.run_dir)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    history += [{"shard": s.name, "task_id": s.task_id, "episodes": list(s.episodes), "job_id": str(j.job_id),
-                 "submitted_at": now} for s, j in zip(shards, jobs, strict=True)]
-    write_json_atomic(path, history)
-
-
-def load_jobs(run_dir: Path) -> list[dict]:
-    """Every submission of a run, oldest first (a shard resubmitted appears more than once)."""
-    path = run_dir / JOBS_FILE
-    return json.loads(path.read_text()) if path.exists() else []
-
-
-def count_pending(spec: RunSpec, shards: list[Shard]) -> int:
-    """Number of unrecorded episodes in ``shards``."""
-    return sum(len(todo) for todo in pending(spec, shards).values())
-
-
-class ProgressBar:
-    """One progress bar over the pending episodes of a run."""
-
-    def __init__(self, spec: RunSpec, shards: list[Shard], enabled: bool):
-        self.total = count_pending(spec, shards)
-        self.bar = tqdm(total=self.total, desc=spec.run_id, unit="ep", disable=not enabled, dynamic_ncols=True)
-        self.wins = 0
-
-    def on_episode(self, rec: EpisodeRecord) -> None:
-        """Advance by one finished episode and show the running success count."""
-        self.wins += rec.success
-        self.bar.update(1)
-        self.bar.set_postfix(task=rec.task_id, success=f"{self.wins}/{self.bar.n}")
-
-
-def launch_local(spec: RunSpec, shards: list[Shard], *, progress: bool) -> list[Any]:
-    """Run ``shards`` here on ``eval.num_workers`` env workers, with one progress bar."""
-    bar = ProgressBar(spec, shards, progress)
-    with bar.bar:
-        run_shards(spec, shards, num_workers=spec.num_workers, on_episode=bar.on_episode)
-    return []
-
-
 def _in_queue(jobs: list[Any]) -> bool:
     """Whether SLURM still lists any of the jobs' arrays (``squeue``; sacct misses cancelled array tasks)."""
     arrays = sorted({str(j.job_id).split("_")[0] for j in jobs})
@@ -171,7 +120,8 @@ def _in_queue(jobs: list[Any]) -> bool:
     return out.returncode == 0 and bool(out.stdout.strip())
 
 
-def _job_error(job: Any) -> str | None:
+def job_error(job: Any) -> str | None:
+    """The job's exception as one line, or None when it succeeded."""
     try:
         exc = job.exception()
     except Exception as e:  # submitit raises for jobs that left no result (cancelled, killed)
@@ -182,46 +132,25 @@ def _job_error(job: Any) -> str | None:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
-def _wait(spec: RunSpec, shards: list[Shard], jobs: list[Any], cfg: LauncherConfig, progress: bool) -> None:
-    """Block until every job has ended, showing the recorded episodes; log failed jobs."""
-    bar = ProgressBar(spec, shards, progress)
-    with bar.bar:
-        if cfg.name == "debug":  # debug jobs run in this process when their result is asked for
-            for job in jobs:
-                _job_error(job)
-        gone = 0
-        while not all(j.done() for j in jobs) and gone < 2:
-            gone = gone + 1 if cfg.name == "slurm" and not _in_queue(jobs) else 0
-            bar.bar.n = bar.total - count_pending(spec, shards)
-            bar.bar.refresh()
-            time.sleep(cfg.poll_s)
-        bar.bar.n = bar.total - count_pending(spec, shards)
+def wait_jobs(jobs: list[Any], cfg: LauncherConfig, on_poll: Callable[[], None]) -> None:
+    """Block until every job has ended, calling ``on_poll`` between polls; log failed jobs.
+
+    A SLURM job that has left the queue without a result (cancelled array task) counts as ended
+    after two polls, because sacct may still report it as running.
+    """
+    if cfg.name == "debug":  # debug jobs run in this process when their result is asked for
+        for job in jobs:
+            job_error(job)
+    gone = 0
+    while not all(j.done() for j in jobs) and gone < 2:
+        gone = gone + 1 if cfg.name == "slurm" and not _in_queue(jobs) else 0
+        on_poll()
+        time.sleep(cfg.poll_s)
+    on_poll()
     for job in jobs:
-        error = _job_error(job) if job.done() else "ended without a result (cancelled?)"
+        error = job_error(job) if job.done() else "ended without a result (cancelled?)"
         if error:
             log.warning("Job %s failed: %s; logs: %s", job.job_id, error, job.paths.stderr)
-
-
-def launch(cfg: LauncherConfig, spec: RunSpec, shards: list[Shard], *, progress: bool = True) -> list[Any]:
-    """Run ``shards`` with the launcher ``cfg``; submit only shards that still have work.
-
-    Returns the submitted jobs (empty for ``local``). Blocks when ``cfg.wait`` (or ``local``).
-    """
-    if cfg.name == "local":
-        return launch_local(spec, shards, progress=progress)
-    todo = [s for s, episodes in pending(spec, shards).items() if episodes]
-    if not todo:
-        log.info("Every shard of %s is complete; nothing to submit", spec.run_id)
-        return []
-    folder = Path(cfg.folder) if cfg.folder else spec.run_dir / "submitit"
-    executor = make_executor(cfg, folder, spec.run_id)
-    jobs = _submit(executor, ShardWorker(), [(spec, s) for s in todo])
-    _record_jobs(spec, todo, jobs)
-    log.info("Submitted %d shard jobs of %s (%s); logs in %s", len(jobs), spec.run_id,
-             jobs[0].job_id.split("_")[0], folder)
-    if cfg.wait or cfg.name == "debug":
-        _wait(spec, todo, jobs, cfg, progress)
-    return jobs
 
 
 class CheckpointableCall(submitit.helpers.Checkpointable):
@@ -249,8 +178,8 @@ def submit_calls(cfg: LauncherConfig, calls: list[Callable[[], Any]], *, folder:
     if cfg.name == "local":
         return [call() for call in calls]
     executor = make_executor(cfg, folder, name)
-    jobs = _submit(executor, CheckpointableCall(), [(call,) for call in calls])
+    jobs = submit(executor, CheckpointableCall(), [(call,) for call in calls])
     log.info("Submitted %d %s jobs (%s); logs in %s", len(jobs), name, ", ".join(j.job_id for j in jobs), folder)
-    if cfg.wait or cfg.name == "debug":
+    if cfg.blocks:
         return [job.result() for job in jobs]
     return jobs

@@ -25,7 +25,7 @@ from sfbench.config.schema import make_config
 from sfbench.core.constants import OBS_DEPTH, OBS_INTRINSICS, OBS_PROPRIO
 from sfbench.core.errors import InvalidConfig, MissingAsset
 from sfbench.core.images import center_box, crop_resize
-from sfbench.eval.records import write_json_atomic
+from sfbench.core.io import write_json_atomic
 from sfbench.policies import family_of, make_policy
 from sfbench.policies.trainable import TrainablePolicy, checkpoint_policy_config
 from sfbench.probe.heads import HEADS, DepthMetrics, FitSettings, depth_metrics, fit_probe

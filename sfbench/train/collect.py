@@ -9,22 +9,23 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from sfbench.core.constants import VIEWS
-from sfbench.eval.records import write_json_atomic
+from sfbench.core.io import write_json_atomic
+from sfbench.eval.dispatch import ProgressBar
 from sfbench.eval.rollout import Episode, EpisodeOutcome
 from sfbench.eval.run import make_run_spec, summarize
-from sfbench.eval.shards import RunSpec, run_shards
-from sfbench.launch.executors import ProgressBar
+from sfbench.eval.rundir import RunDir
+from sfbench.eval.shards import RunSpec, pending, run_shards
 from sfbench.policies import Requirements
 from sfbench.train.data.demos import ROTATED, append_demo, demo_arrays
 
 log = logging.getLogger(__name__)
 # What every demo stores: both views, depth and camera matrices (for geometry teachers), poses.
-DEMO_REQUIREMENTS = Requirements(views=VIEWS, depth=True, proprio=True, privileged=True)
+DEMO_REQUIREMENTS = Requirements(views=VIEWS, depth=True, privileged=True)
 
 
 def demo_path(spec: RunSpec, task_id: int) -> Path:
     """``<run_dir>/demos/<task name>_demo.hdf5`` (LIBERO's file naming)."""
-    return spec.run_dir / "demos" / f"{spec.task_names[task_id]}_demo.hdf5"
+    return RunDir(spec.run_dir).demos / f"{spec.task_names[task_id]}_demo.hdf5"
 
 
 def _file_attrs(spec: RunSpec, task_id: int) -> dict:
@@ -46,21 +47,23 @@ def _file_attrs(spec: RunSpec, task_id: int) -> dict:
 def run_collect(cfg: DictConfig) -> tuple[RunSpec, dict]:
     """Collect (or resume collecting) demos; returns the run spec and the expert's summary."""
     spec, shards = make_run_spec(cfg, section="collect")
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
-    (spec.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    layout = RunDir(spec.run_dir)
+    recorded = {r.key for r in layout.load_records()}
+    layout.path.mkdir(parents=True, exist_ok=True)
+    layout.config.write_text(OmegaConf.to_yaml(cfg))
 
     def keep(episode: Episode, out: EpisodeOutcome) -> None:
         if out.success:
             append_demo(demo_path(spec, episode.task_id), demo_arrays(out.trajectory),
                         init_state_index=episode.index, file_attrs=_file_attrs(spec, episode.task_id))
 
-    bar = ProgressBar(spec, shards, cfg.collect.progress)
+    bar = ProgressBar(spec, sum(len(e) for e in pending(spec, shards, recorded).values()), cfg.collect.progress)
     with bar.bar:
         run_shards(spec, shards, num_workers=spec.num_workers, on_episode=bar.on_episode,
-                   requirements=DEMO_REQUIREMENTS, sink=keep)
+                   requirements=DEMO_REQUIREMENTS, sink=keep, recorded=recorded)
     summary = summarize(spec.run_dir)
-    write_json_atomic(spec.run_dir / "demos" / "index.json", {
-        "files": sorted(str(p.name) for p in (spec.run_dir / "demos").glob("*.hdf5")),
+    write_json_atomic(layout.demos / "index.json", {
+        "files": sorted(str(p.name) for p in layout.demos.glob("*.hdf5")),
         "expert_success_rate": summary["overall"]["success_rate"], "attempted": summary["overall"]["n"],
         "kept": summary["overall"]["successes"]})
     return spec, summary

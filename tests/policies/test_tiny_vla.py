@@ -99,8 +99,8 @@ def test_invalid_config_names_the_bad_value():
     with pytest.raises(InvalidConfig, match="'voxels'"):
         make_policy_config({"name": "tiny_vla", "input_geometry": "voxels"})
     with pytest.raises(UnknownChoice, match="align_layer"):
-        make_policy_config({"name": "tiny_vla_sf", "family": "tiny_vla", "align_layer": 9})  # SF settings are the trainer's now
-    assert make_policy_config({"name": "tiny_vla_sf", "family": "tiny_vla"}).name == "tiny_vla_sf", "the name is kept in the config"
+        make_policy_config({"name": "tiny_vla_sf", "align_layer": 9})  # SF settings are the trainer's now
+    assert make_policy_config({"name": "tiny_vla_sf"}).name == "tiny_vla_sf", "the name is kept in the config"
 
 
 def test_checkpoint_round_trip_gives_identical_actions(checkpoint):

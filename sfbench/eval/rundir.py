@@ -1,0 +1,89 @@
+"""The one owner of an evaluation (or collection) run directory's layout.
+
+```
+<output_dir>/<run_id>/
+  config.yaml          the resolved config          protocol.json   protocol constants + hash
+  command.json         overrides + planned shards   jobs.json       every cluster submission
+  records/<shard>.jsonl  one EpisodeRecord per line  summary.json    aggregate (written by merge)
+  videos/task<T>_ep<E>.mp4                           submitit/       cluster job logs
+  demos/               (sfbench collect) LIBERO-layout HDF5 files
+```
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sfbench.core.errors import MissingAsset
+from sfbench.core.io import write_json_atomic
+from sfbench.eval.records import RECORDS_DIR, EpisodeRecord, load_jsonl_records
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths and files of one run directory."""
+
+    path: Path
+
+    @property
+    def records_dir(self) -> Path:
+        """Directory of the per-shard record files."""
+        return self.path / RECORDS_DIR
+
+    def record_file(self, shard_name: str) -> Path:
+        """The JSONL records file of one shard."""
+        return self.records_dir / f"{shard_name}.jsonl"
+
+    @property
+    def summary(self) -> Path:
+        """``summary.json``."""
+        return self.path / "summary.json"
+
+    @property
+    def config(self) -> Path:
+        """``config.yaml``."""
+        return self.path / "config.yaml"
+
+    @property
+    def submitit(self) -> Path:
+        """Default folder of the cluster job logs."""
+        return self.path / "submitit"
+
+    @property
+    def demos(self) -> Path:
+        """Demonstrations written by ``sfbench collect``."""
+        return self.path / "demos"
+
+    def video(self, task_id: int, episode: int) -> Path:
+        """The MP4 of one episode."""
+        return self.path / "videos" / f"task{task_id:03d}_ep{episode:04d}.mp4"
+
+    def load_records(self) -> list[EpisodeRecord]:
+        """Every record of the run, de-duplicated by episode key (the last written wins)."""
+        return load_jsonl_records(sorted(self.records_dir.glob("*.jsonl")))
+
+    def write_start(self, config_yaml: str, protocol: dict[str, Any], command: dict[str, Any]) -> None:
+        """Create the directory and write ``config.yaml``, ``protocol.json`` and ``command.json``."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(config_yaml)
+        write_json_atomic(self.path / "protocol.json", protocol)
+        write_json_atomic(self.path / "command.json", command)
+
+    def load_command(self) -> dict[str, Any]:
+        """``command.json``: the overrides that reproduce the run and its planned shards."""
+        path = self.path / "command.json"
+        if not path.exists():
+            raise MissingAsset(f"No run at {self.path} (missing {path.name}); check run= and output_dir=")
+        return json.loads(path.read_text())
+
+    def load_jobs(self) -> list[dict[str, Any]]:
+        """Every submission of the run, oldest first (a resubmitted shard appears more than once)."""
+        path = self.path / "jobs.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
+    def add_jobs(self, jobs: list[dict[str, Any]]) -> None:
+        """Append submissions to ``jobs.json`` (atomically)."""
+        write_json_atomic(self.path / "jobs.json", self.load_jobs() + jobs)
