@@ -21,12 +21,14 @@ def read(path):
 
 def test_measured_rows_never_merge_protocols_and_overall_is_the_mean(tmp_path):
     suites = ["libero_spatial", "libero_object", "libero_goal", "libero_10"]
-    for i, suite in enumerate(suites):  # suite i: i of 4 episodes succeed
-        write_run(tmp_path, f"a{i}", [replace(rec(0, ep, ep < i, suite=suite), protocol_hash="h1") for ep in range(4)])
+    for i, suite in enumerate(suites):  # suite i: i of 4 episodes of each of its 10 tasks succeed
+        write_run(tmp_path, f"a{i}", [replace(rec(t, ep, ep < i, suite=suite), protocol_hash="h1")
+                                      for t in range(10) for ep in range(4)])
     write_run(tmp_path, "b", [replace(rec(0, 0, True, suite="libero_spatial"), protocol_hash="h2")])
     rows = read(write_leaderboard(tmp_path))
     spatial = [r for r in rows if r["suite"] == "libero_spatial"]
-    assert sorted((r["protocol_hash"], r["n_episodes"]) for r in spatial) == [("h1", "4"), ("h2", "1")]
+    assert sorted((r["protocol_hash"], r["n_episodes"], r["tasks"]) for r in spatial) == [
+        ("h1", "40", "all"), ("h2", "1", "0")]
     (overall,) = [r for r in rows if r["suite"] == "libero_overall"]
     assert float(overall["success_rate"]) == (0 + 0.25 + 0.5 + 0.75) / 4
     assert overall["protocol_hash"] == "h1" and overall["source"] == "measured"
@@ -40,3 +42,12 @@ def test_paper_rows_come_from_results_reference(tmp_path):
     assert float(sf["libero_overall"]["success_rate"]) == 0.985
     assert sf["libero_10"]["n_episodes"] == "500" and sf["libero_10"]["source"] == "paper"
     assert {r["policy"] for r in rows} >= {"OpenVLA-OFT", "GeoVLA", "3D-CAVLA", "SpatialVLA", "pi0"}
+
+
+def test_rows_over_different_task_sets_are_never_one_cell(tmp_path):
+    write_run(tmp_path, "three", [rec(t, ep, True, suite="libero_spatial") for t in range(3) for ep in range(2)])
+    write_run(tmp_path, "other", [rec(t, 0, False, suite="libero_spatial") for t in (3, 4, 7)])
+    rows = read(write_leaderboard(tmp_path))
+    cells = sorted((r["tasks"], r["episodes_per_task"], r["n_episodes"], r["success_rate"]) for r in rows)
+    assert cells == [("0-2", "2", "6", "1.0"), ("3-4,7", "1", "3", "0.0")], "a 3-task score never reads as the suite's"
+    assert not [r for r in rows if r["suite"] == "libero_overall"], "no overall from partial suites"

@@ -5,28 +5,37 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
 from sfbench import __version__
+from sfbench.config.tree import group_choices, load_suite
 from sfbench.eval.records import EpisodeRecord, load_records
 from sfbench.report.aggregate import Rate, rate_of, wilson_interval
 
 # LIBERO "overall" = mean of these four suites (libero_90 excluded), as in the papers.
 LIBERO_OVERALL = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
 PAPER_TRIALS_PER_SUITE = 500
+PAPER_TRIALS_PER_TASK = 50
+ALL_TASKS = "all"
 PAPER_PROTOCOL = "paper_table1"
 
 
 @dataclass(frozen=True)
 class Row:
-    """One leaderboard row: a (policy, checkpoint, suite, protocol) cell."""
+    """One leaderboard row: a (policy, checkpoint, suite, task set, protocol) cell.
+
+    ``tasks`` is ``all`` for the whole suite, else the task ids (``0-2,5``): a score over some
+    tasks is never shown as a suite score. ``episodes_per_task`` is one number, or ``min-max``.
+    """
 
     policy: str
     checkpoint: str
     suite: str
+    tasks: str
+    episodes_per_task: str
     protocol: str
     protocol_hash: str
     n_episodes: int
@@ -38,11 +47,29 @@ class Row:
     sfbench_version: str
 
 
-def _row(key: tuple[str, str, str, str, str], rate: Rate, source: str, day: str) -> Row:
-    policy, checkpoint, suite, protocol, phash = key
+def _row(key: tuple[str, ...], rate: Rate, source: str, day: str, per_task: str) -> Row:
+    policy, checkpoint, suite, tasks, protocol, phash = key
     r = lambda x: round(x, 4)  # noqa: E731
-    return Row(policy, checkpoint, suite, protocol, phash, rate.n, r(rate.success_rate), r(rate.ci_low),
-               r(rate.ci_high), source, day, __version__)
+    return Row(policy, checkpoint, suite, tasks, per_task, protocol, phash, rate.n, r(rate.success_rate),
+               r(rate.ci_low), r(rate.ci_high), source, day, __version__)
+
+
+def task_set(suite: str, task_ids: set[int]) -> str:
+    """``all`` when ``task_ids`` is every task of ``suite``, else compact ranges (``0-2,5``)."""
+    if suite in group_choices("suite") and task_ids == set(range(load_suite(suite).num_tasks)):
+        return ALL_TASKS
+    ids, spans = sorted(task_ids), []
+    for t in ids:
+        if spans and t == spans[-1][1] + 1:
+            spans[-1][1] = t
+        else:
+            spans.append([t, t])
+    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def _per_task(records: list[EpisodeRecord]) -> str:
+    counts = Counter(r.task_id for r in records).values()
+    return f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
 
 
 def _overall(rates: dict[str, Rate]) -> Rate | None:
@@ -55,24 +82,40 @@ def _overall(rates: dict[str, Rate]) -> Rate | None:
     return Rate(n, round(mean * n), mean, low, high)
 
 
-def measured_rows(*runs_dirs: Path) -> list[Row]:
-    """Rows of every run under ``runs_dirs``; runs of one cell are merged by episode key."""
+def _cells(runs_dirs: tuple[Path, ...]) -> dict[tuple, dict[tuple, EpisodeRecord]]:
+    """(policy, checkpoint, suite, task set, protocol, hash) -> records by episode key.
+
+    The task set is each run's own, per suite, so runs over different task sets never share a cell.
+    """
     cells: dict[tuple, dict[tuple, EpisodeRecord]] = defaultdict(dict)
     for run_dir in sorted(p for d in runs_dirs if d.is_dir() for p in d.iterdir() if p.is_dir()):
-        for rec in load_records(run_dir):
-            key = (rec.policy, rec.checkpoint, rec.suite, rec.protocol, rec.protocol_hash)
-            cells[key][rec.key] = rec
+        records = load_records(run_dir)
+        tasks = {s: task_set(s, {r.task_id for r in records if r.suite == s}) for s in {r.suite for r in records}}
+        for rec in records:
+            cells[(rec.policy, rec.checkpoint, rec.suite, tasks[rec.suite], rec.protocol, rec.protocol_hash)][
+                rec.key] = rec
+    return cells
+
+
+def measured_rows(*runs_dirs: Path) -> list[Row]:
+    """Rows of every run under ``runs_dirs``; runs of one cell are merged by episode key.
+
+    The LIBERO overall row needs all four suites over all their tasks.
+    """
     rows, by_group = [], defaultdict(dict)
-    for key, recs in sorted(cells.items()):
-        rate = rate_of(recs.values())
-        day = max(r.finished_at for r in recs.values())[:10]
-        rows.append(_row(key, rate, "measured", day))
-        by_group[(key[0], key[1], key[3], key[4])][key[2]] = (rate, day)
+    for key, by_episode in sorted(_cells(runs_dirs).items()):
+        recs = list(by_episode.values())
+        rate, day = rate_of(recs), max(r.finished_at for r in recs)[:10]
+        rows.append(_row(key, rate, "measured", day, _per_task(recs)))
+        if key[3] == ALL_TASKS:
+            by_group[(key[0], key[1], key[4], key[5])][key[2]] = (rate, day, _per_task(recs))
     for (policy, ckpt, protocol, phash), suites in sorted(by_group.items()):
-        overall = _overall({s: r for s, (r, _) in suites.items()})
+        overall = _overall({s: r for s, (r, _, _) in suites.items()})
         if overall:
-            day = max(d for _, d in suites.values())
-            rows.append(_row((policy, ckpt, "libero_overall", protocol, phash), overall, "measured", day))
+            day = max(d for _, d, _ in suites.values())
+            per_task = sorted({p for _, _, p in suites.values()})
+            rows.append(_row((policy, ckpt, "libero_overall", ALL_TASKS, protocol, phash), overall, "measured", day,
+                             per_task[0] if len(per_task) == 1 else "mixed"))
     return rows
 
 
@@ -89,7 +132,8 @@ def paper_rows(reference_dir: Path) -> list[Row]:
                 low, high = wilson_interval(round(p * n), n)
                 rate = Rate(n, round(p * n), p, low, high)
                 name = "libero_overall" if suite == "overall" else suite
-                rows.append(_row((rec["policy"], "paper", name, PAPER_PROTOCOL, ""), rate, "paper", day))
+                rows.append(_row((rec["policy"], "paper", name, ALL_TASKS, PAPER_PROTOCOL, ""), rate, "paper", day,
+                                 str(PAPER_TRIALS_PER_TASK)))
     return rows
 
 
