@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
 from sfbench.core.errors import InvalidConfig, MissingAsset, UnknownChoice
 from sfbench.curves.curve import Measurement, crossings, first_crossing, plot, pool, write_points_csv
-from sfbench.curves.run import CurveSettings
+from sfbench.curves.run import CurveSettings, replot
 from sfbench.curves.train_runs import TrainRun, check_comparable, curve_labels, load_train_run, training_data
 from sfbench.policies.tiny_vla import TinyVLA, TinyVLAConfig, save_checkpoint
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 from tests.train.test_demos import write_file
 
 
@@ -174,3 +175,13 @@ def test_curves_evaluate_every_checkpoint_in_the_simulator_and_resume(tmp_path):
     rows = list(csv.DictReader((tmp_path / "curves" / "data" / "points.csv").open()))
     assert [r["demos per task"] for r in rows] == ["1", "4"]  # ceil(0.25 * 4) and all 4
     assert len(list((tmp_path / "runs").iterdir())) == 4, "the final checkpoints' evaluations are reused"
+
+
+@pytest.mark.parametrize("kind", ["convergence", "data_efficiency"])
+def test_committed_experiment_curves_regenerate_byte_identically_from_records(kind, tmp_path):
+    experiment = REPO / "results" / "experiments" / "sf_tiny_spatial3"
+    result = replot(experiment / kind, experiment / "runs", tmp_path)
+    for name in ("points.csv", "thresholds.csv", f"{kind}.png"):
+        assert (tmp_path / name).read_bytes() == (experiment / kind / name).read_bytes(), f"{name} differs"
+    committed = json.loads((experiment / kind / "curve.json").read_text())
+    assert {k: v for k, v in result.items() if k != "files"} == {k: v for k, v in committed.items() if k != "files"}

@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from sfbench.config.schema import make_config
-from sfbench.core.errors import InvalidConfig, UnknownChoice
+from sfbench.core.errors import InvalidConfig, MissingAsset, UnknownChoice
 from sfbench.core.io import write_json_atomic
 from sfbench.core.protocol import Protocol
 from sfbench.curves import curve as curves
@@ -46,11 +46,12 @@ class CurveSettings:
     train_dir: str = "results/train"
     output_dir: str = "results/curves"
     name: str | None = None
+    replot: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in curves.KINDS:
             raise UnknownChoice("kind", self.kind, curves.KINDS)
-        if not self.runs:
+        if not self.runs and self.replot is None:
             raise InvalidConfig("runs is empty: give the train runs, e.g. runs=[<run_a>,<run_b>]")
         bad = [t for t in self.thresholds if not 0.0 < t <= 1.0]
         if bad:
@@ -114,6 +115,9 @@ def run_curves(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate every needed checkpoint, then write points/thresholds CSVs, the PNG and ``curve.json``."""
     values = {"kind": cfg.kind, "runs": list(cfg.runs)} | OmegaConf.to_container(cfg.curves)
     settings = make_config(CurveSettings, values, what="curves")
+    if settings.replot is not None:
+        source = Path(settings.replot)
+        return replot(source, Path(cfg.output_dir), Path(settings.output_dir) / (settings.name or source.name))
     train_dir = Path(settings.train_dir)
     runs = [load_train_run(train_dir, r) for r in settings.runs]
     data = check_comparable(runs)
@@ -133,25 +137,58 @@ def run_curves(cfg: DictConfig) -> dict[str, Any]:
 
 def _write(settings: CurveSettings, cfg: DictConfig, measurements: list[curves.Measurement],
            data: TrainingData) -> dict[str, Any]:
-    pooled = curves.pool(measurements)
-    baseline = settings.baseline or measurements[0].label
-    if baseline not in pooled:
-        raise UnknownChoice("curves.baseline", baseline, pooled)
-    x_name = curves.KINDS[settings.kind]
-    rows = [c for t in settings.thresholds for c in curves.crossings(pooled, t, baseline)]
+    protocol = Protocol.from_dict(OmegaConf.to_container(cfg.protocol))
     out = Path(settings.output_dir) / (settings.name or _default_name(settings, cfg))
     title = f"{cfg.suite.name} tasks {list(cfg.eval.tasks or data.task_ids)}, {cfg.protocol.name}"
+    meta = {"suite": cfg.suite.name, "protocol": protocol.name, "protocol_hash": protocol.hash,
+            "runs": settings.runs, "training_data": {"suite": data.suite, "task_ids": list(data.task_ids)}}
+    return write_curve(out, settings.kind, settings.thresholds, settings.baseline, measurements, title, meta)
+
+
+def write_curve(out: Path, kind: str, thresholds: list[float], baseline: str | None,
+                measurements: list[curves.Measurement], title: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """Pool ``measurements`` and write ``points.csv``, ``thresholds.csv``, ``<kind>.png`` and ``curve.json``."""
+    pooled = curves.pool(measurements)
+    baseline = baseline or measurements[0].label
+    if baseline not in pooled:
+        raise UnknownChoice("curves.baseline", baseline, pooled)
+    x_name = curves.KINDS[kind]
+    rows = [c for t in thresholds for c in curves.crossings(pooled, t, baseline)]
     files = {
         "points": curves.write_points_csv(pooled, out / "points.csv", x_name),
         "thresholds": curves.write_crossings_csv(rows, out / "thresholds.csv", x_name),
-        "plot": curves.plot(pooled, settings.thresholds, out / f"{settings.kind}.png", x_name=x_name, title=title,
-                            log_x=settings.kind == "data_efficiency"),
+        "plot": curves.plot(pooled, thresholds, out / f"{kind}.png", x_name=x_name, title=title,
+                            log_x=kind == "data_efficiency"),
     }
-    protocol = Protocol.from_dict(OmegaConf.to_container(cfg.protocol))
-    result = {"kind": settings.kind, "suite": cfg.suite.name, "protocol": protocol.name,
-              "protocol_hash": protocol.hash, "baseline": baseline, "runs": settings.runs,
-              "training_data": {"suite": data.suite, "task_ids": list(data.task_ids)},
-              "crossings": curves.as_dicts(rows), "files": {k: str(v) for k, v in files.items()},
-              "table": curves.crossing_table(rows, x_name)}
+    result = {"kind": kind, **meta, "baseline": baseline, "crossings": curves.as_dicts(rows),
+              "files": {k: str(v) for k, v in files.items()}, "table": curves.crossing_table(rows, x_name)}
     write_json_atomic(out / "curve.json", result)
     return result
+
+
+def replot(curve_dir: Path, runs_dir: Path, out: Path) -> dict[str, Any]:
+    """Rebuild a written curve from its eval runs' records alone (no train runs or checkpoints needed).
+
+    Reads ``curve.json`` and ``points.csv`` of ``curve_dir`` for what was measured, recounts every
+    point from the records under ``runs_dir``, and writes the curve files to ``out``.
+    """
+    import csv
+
+    try:
+        spec = json.loads((curve_dir / "curve.json").read_text())
+        points = list(csv.DictReader((curve_dir / "points.csv").open()))
+    except (OSError, json.JSONDecodeError) as e:
+        raise MissingAsset(f"curves.replot={curve_dir} is not a written curve: {e}") from None
+    x_name = curves.KINDS[spec["kind"]]
+    measurements = []
+    for row in points:
+        for train_run, eval_run in zip(row["train_runs"].split(), row["eval_runs"].split(), strict=True):
+            records = load_records(runs_dir / eval_run)
+            if not records:
+                raise MissingAsset(f"No records of eval run {eval_run} under {runs_dir}")
+            measurements.append(curves.Measurement(row["label"], train_run, float(row[x_name]),
+                                                   sum(r.success for r in records), len(records), eval_run))
+    thresholds = list(dict.fromkeys(c["threshold"] for c in spec["crossings"]))
+    title = f"{spec['suite']} tasks {spec['training_data']['task_ids']}, {spec['protocol']}"
+    meta = {k: spec[k] for k in ("suite", "protocol", "protocol_hash", "runs", "training_data")}
+    return write_curve(out, spec["kind"], thresholds, spec["baseline"], measurements, title, meta)
