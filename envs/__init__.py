@@ -16,6 +16,7 @@ import gymnasium as gym
 from sfbench.config.tree import SuiteConfig, group_choices, load_protocol, load_suite
 from sfbench.core.protocol import Protocol
 from sfbench.core.task import TaskSpec
+from sfbench.envs.base import apply_protocol
 
 __all__ = ["make_env", "task_spec", "gym_id", "register_envs"]
 
@@ -27,10 +28,15 @@ def benchmark_module(suite: SuiteConfig) -> Any:
 
 
 def make_env(suite: SuiteConfig, task_id: int, protocol: Protocol, **kwargs: Any) -> gym.Env:
-    """Build the env of one task of ``suite`` under ``protocol`` (simulator created lazily)."""
+    """Build the env of one task of ``suite`` under ``protocol`` (simulator created lazily).
+
+    The benchmark module builds the raw env; the protocol's wait steps and step budget are
+    Gymnasium wrappers around it (:mod:`sfbench.envs.base`).
+    """
     suite.check_task_ids([task_id])
+    protocol.max_steps_for(suite.protocol_suite)  # before building anything
     module = benchmark_module(suite)
-    return module.make_env(suite.name, task_id, protocol, protocol_suite=suite.protocol_suite, **kwargs)
+    return apply_protocol(module.make_env(suite.name, task_id, protocol, **kwargs), protocol, suite.protocol_suite)
 
 
 def task_spec(suite: SuiteConfig, task_id: int) -> TaskSpec:

@@ -229,9 +229,9 @@ class LiberoEnv(gym.Env):
     process that steps it: EGL contexts do not survive ``fork`` (EGL_BAD_CONTEXT in workers).
 
     ``reset(seed=s, options={"init_state_index": i})`` seeds the simulator with ``s`` (default:
-    the protocol's ``env_seed``), restores LIBERO's fixed initial state ``i`` (default 0) and runs
-    the protocol's wait steps (not counted in the step budget). Episodes terminate on success and are
-    truncated after the protocol's ``max_steps`` for the suite.
+    the protocol's ``env_seed``) and restores LIBERO's fixed initial state ``i`` (default 0).
+    Episodes terminate on success. The protocol's wait steps and step budget are wrappers
+    (:mod:`sfbench.envs.base`), applied by :func:`sfbench.envs.make_env`.
 
     The protocol's ``faithful`` render profile renders exactly as LIBERO does; ``fast`` applies its
     :class:`~sfbench.core.protocol.RenderSettings` to every sim (decimated meshes are cached under
@@ -246,7 +246,6 @@ class LiberoEnv(gym.Env):
         task_id: int,
         protocol: Protocol,
         *,
-        protocol_suite: str | None = None,
         views: tuple[str, ...] = VIEWS,
         depth: bool = False,
         privileged: bool = False,
@@ -256,7 +255,6 @@ class LiberoEnv(gym.Env):
         self.spec_task = task_spec(suite, task_id)
         self.goal_sites = self._site_names()
         self.protocol = protocol
-        self.max_steps = protocol.max_steps_for(protocol_suite or suite)
         self.views = tuple(views)
         self.depth = depth
         self.privileged = privileged
@@ -264,7 +262,6 @@ class LiberoEnv(gym.Env):
         self.mesh_cache = MeshCache(mesh_cache_dir)
         self._sim_env: Any = None
         self._init_states: np.ndarray | None = None
-        self._steps = 0
         size = protocol.render_size
         self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), dtype=np.float32)
         self.observation_space = self._make_observation_space(size)
@@ -397,20 +394,14 @@ class LiberoEnv(gym.Env):
         with _signals_held():
             env.reset()
         raw = env.set_init_state(states[index])
-        wait = np.asarray(self.protocol.wait_action, dtype=np.float64)
-        for _ in range(self.protocol.num_steps_wait):
-            raw, _, _, _ = env.step(wait)
-        self._steps = 0
         return self._observation(raw), {"is_success": bool(env.check_success()), "init_state_index": index}
 
     def step(self, action: np.ndarray):
-        """One control step; terminates on success, truncates at the protocol's ``max_steps``."""
+        """One control step; terminates on success (the step budget is the protocol's TimeLimit wrapper)."""
         env = self._ensure_sim()
         raw, reward, done, _ = env.step(np.asarray(action, dtype=np.float64))
-        self._steps += 1
         success = bool(done or env.check_success())
-        truncated = self._steps >= self.max_steps and not success
-        return self._observation(raw), float(reward), success, truncated, {"is_success": success}
+        return self._observation(raw), float(reward), success, False, {"is_success": success}
 
     def render(self) -> np.ndarray:
         """Both views side by side, ``(H, 2W, 3)`` uint8, whatever the policy renders."""

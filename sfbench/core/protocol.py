@@ -100,8 +100,6 @@ class Protocol:
         if self.open_loop_steps < 1:
             problems.append(f"open_loop_steps={self.open_loop_steps} (must be >= 1)")
         problems += self._render_problems()
-        if len(self.wait_action) != 7:
-            problems.append(f"wait_action has {len(self.wait_action)} entries (expected 7)")
         if problems:
             raise InvalidConfig(f"Protocol '{self.name}': invalid " + "; ".join(problems))
 

@@ -105,7 +105,7 @@ class LocalSlot:
         self.record = episode.record
         obs, info = env.reset(seed=self.protocol.env_seed, options={"init_state_index": episode.index})
         info = {**info, "frame": env.render()} if self.record else info
-        return obs, info, env.unwrapped.spec_task
+        return obs, info, env.get_wrapper_attr("spec_task")
 
     def _step(self, action: np.ndarray) -> tuple:
         obs, _, terminated, truncated, info = self.env.step(action)

@@ -53,7 +53,7 @@ def test_gymnasium_registry_builds_the_env_lazily():
 
     env = gym.make(gym_id("libero_object", 2), views=(), disable_env_checker=True)
     assert env.unwrapped._sim_env is None, "no simulator before the first reset"
-    assert env.unwrapped.max_steps == 280
+    assert env.get_wrapper_attr("_max_episode_steps") == 280, "the protocol step budget is a TimeLimit wrapper"
     env.close()
 
 

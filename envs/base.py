@@ -1,0 +1,55 @@
+"""Protocol-side transforms shared by every benchmark, as Gymnasium wrappers.
+
+A benchmark module builds the raw task env (simulator, observations, success check); the protocol's
+settling steps and step budget are applied here, the same way for every suite:
+
+- :class:`WaitSteps`: after each reset, ``num_steps_wait`` steps of ``wait_action`` let objects
+  settle (OpenVLA-OFT's LIBERO protocol: 10 steps, gripper open); they are not part of the episode.
+- :class:`gymnasium.wrappers.TimeLimit`: truncation after the protocol's ``max_steps`` for the suite.
+
+The 180-degree image rotation stays in the benchmark env, because the env folds the mirror it
+leaves into the camera intrinsics it returns with depth.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import TimeLimit
+
+from sfbench.core.errors import InvalidConfig
+from sfbench.core.protocol import Protocol
+
+
+class WaitSteps(gym.Wrapper):
+    """Step ``wait_action`` ``num_steps`` times after every reset; return the settled observation.
+
+    The reset info keeps the inner reset's keys; ``is_success`` is the one after settling.
+    """
+
+    def __init__(self, env: gym.Env, num_steps: int, wait_action: tuple[float, ...]):
+        super().__init__(env)
+        self.num_steps = num_steps
+        self.wait_action = np.asarray(wait_action, dtype=np.float32)
+        shape = getattr(env.action_space, "shape", None)
+        if num_steps and shape != self.wait_action.shape:
+            raise InvalidConfig(f"Protocol wait_action has shape {self.wait_action.shape}, but the suite's actions "
+                                f"have shape {shape}")
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Reset the inner env, then run the wait steps."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        for _ in range(self.num_steps):
+            obs, _, _, _, step_info = self.env.step(self.wait_action)
+            info = {**info, "is_success": step_info["is_success"]}
+        return obs, info
+
+
+def apply_protocol(env: gym.Env, protocol: Protocol, protocol_suite: str) -> gym.Env:
+    """Wrap a raw task env with the protocol's wait steps and step budget."""
+    max_steps = protocol.max_steps_for(protocol_suite)
+    if max_steps < 1:
+        raise InvalidConfig(f"Protocol '{protocol.name}': max_steps.{protocol_suite}={max_steps} must be >= 1")
+    return TimeLimit(WaitSteps(env, protocol.num_steps_wait, protocol.wait_action), max_episode_steps=max_steps)
