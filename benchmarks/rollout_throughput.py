@@ -21,7 +21,8 @@ from functools import partial
 import numpy as np
 
 from sfbench.config.tree import load_protocol, load_suite
-from sfbench.core.constants import ACTION_DIM, VIEWS
+from sfbench.core.constants import VIEWS
+from sfbench.envs.libero import ACTION_DIM
 from sfbench.core.protocol import Protocol
 from sfbench.envs import make_env
 from sfbench.eval.rollout import Episode, RolloutLoop

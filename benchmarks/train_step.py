@@ -37,7 +37,7 @@ def make_trainer(policy: str, args: argparse.Namespace, out: Path, cache_dir: st
     trunk = {"dim": args.dim, "layers": args.layers, "heads": args.heads}
     job = TrainJob(out / policy, {"name": policy, **trunk}, {"path": args.data},
                    {"steps": 10_000, "batch_size": args.batch, "progress": False, "device": args.device},
-                   {"name": "geometry", "cache_dir": cache_dir})
+                   {"name": "geometry", "cache_dir": cache_dir}, {"method": "sf"} if policy == "tiny_vla_sf" else None)
     return Trainer(job)
 
 
