@@ -38,3 +38,23 @@ def test_bad_input_is_one_clear_line_with_exit_2(args, expected):
 def test_help_lists_the_commands():
     proc = run_cli("--help")
     assert proc.returncode == 0 and "eval" in proc.stdout and "leaderboard" in proc.stdout
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["eval", "policy=tiny_vla", "policy.checkpoint=/nonexistent"], ["Checkpoint directory not found", "/nonexistent"]),
+    (["eval", "policy=tiny_vla_sf"], ["needs a trained checkpoint"]),
+    (["collect", "launcher=slurm"], ["Unknown config group of sfbench collect 'launcher'", "suite"]),
+    (["train", "data.path=/nonexistent/demos"], ["No dataset at data.path=/nonexistent/demos"]),
+    (["train", "align=sph"], ["Unknown align 'sph'", "sf"]),
+    (["probe", "checkpoints=[/nonexistent]"], ["Not a checkpoint directory", "/nonexistent"]),
+    (["curves", "runs=[nope]", "curves.train_dir=/nonexistent"], ["No train run 'nope'"]),
+])
+def test_bad_paths_and_keys_are_refused_before_anything_is_created(args, expected, tmp_path):
+    out = "probe.output_dir" if args[0] == "probe" else "output_dir"
+    proc = run_cli(*args, f"{out}={tmp_path / 'out'}", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in proc.stderr, f"expected one line, got: {proc.stderr}"
+    for text in expected:
+        assert text in err[0], err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "nothing is created for a refused command"
