@@ -22,7 +22,7 @@ def _trajectory(protocol, views, mesh_cache_dir, steps=12):
     for action in np.random.default_rng(0).uniform(-1.0, 1.0, (steps, 7)):
         obs, *_ = env.step(action)
         rows.append(np.concatenate([obs["proprio"], *obs["privileged"].values()]))
-    model = env.sim.model._model
+    model = env.unwrapped.sim.model._model
     triangles = int(model.mesh_facenum[_visual_only_meshes(model)].sum())
     env.close()
     return np.stack(rows), triangles
