@@ -7,7 +7,7 @@ from dataclasses import replace
 from sfbench.eval.records import RECORDS_DIR, append_record
 from sfbench.report.leaderboard import write_leaderboard
 from tests.conftest import REPO
-from tests.test_aggregate import rec
+from tests.report.test_aggregate import rec
 
 
 def write_run(results, run_id, records):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from sfbench.eval.records import RECORDS_DIR, append_record, load_records
-from tests.test_aggregate import rec
+from tests.report.test_aggregate import rec
 
 
 def test_append_and_load_round_trip(weird_tmp_path):

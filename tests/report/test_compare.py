@@ -7,7 +7,7 @@ import pytest
 from sfbench.core.errors import InvalidConfig
 from sfbench.eval.records import RECORDS_DIR, append_record
 from sfbench.report.compare import compare, mcnemar_exact, paired_difference_ci
-from tests.test_aggregate import rec
+from tests.report.test_aggregate import rec
 
 
 def write(run_dir, outcomes, **kw):

@@ -14,7 +14,7 @@ from sfbench.config.compose import compose_config
 from sfbench.core.errors import InvalidConfig
 from sfbench.probe.heads import FitSettings, depth_metrics, fit_probe, make_head
 from sfbench.probe.run import Frames, run_probe, split
-from tests.test_curves import train_run
+from tests.curves.test_curves import train_run
 
 
 def test_metrics_of_exact_scaled_and_known_predictions():
