@@ -22,9 +22,9 @@ import numpy as np
 
 from sfbench.config.tree import load_protocol, load_suite
 from sfbench.core.constants import VIEWS
-from sfbench.envs.libero import ACTION_DIM
 from sfbench.core.protocol import Protocol
 from sfbench.envs import make_env
+from sfbench.envs.libero import ACTION_DIM
 from sfbench.eval.rollout import Episode, RolloutLoop
 from sfbench.eval.workers import make_slots
 from sfbench.policies import make_policy

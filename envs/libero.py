@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import os
 import signal
 import string
@@ -55,8 +54,7 @@ ARENA_FIXTURES = frozenset({"table", "floor", "kitchen_table", "living_room_tabl
 
 
 def _quiet_import_libero() -> Any:
-    """Import LIBERO's benchmark module, silencing robosuite's macro-file warnings."""
-    logging.getLogger("robosuite").setLevel(logging.ERROR)
+    """Import LIBERO's benchmark module (it prints on stdout; robosuite's warnings: sfbench.core.logs)."""
     with contextlib.redirect_stdout(io.StringIO()):
         from libero.libero import benchmark
     return benchmark

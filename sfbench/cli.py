@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sfbench.core.errors import SfbenchError, UnknownChoice
+from sfbench.core.logs import quiet_third_party_logs
 
 USAGE = """usage: sfbench <command> [key=value ...]
 
@@ -201,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         _out(USAGE)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    quiet_third_party_logs()
     command, overrides = argv[0], argv[1:]
     try:
         if command not in COMMANDS:

@@ -15,6 +15,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from sfbench.core.logs import quiet_third_party_logs
 from sfbench.core.protocol import Protocol
 from sfbench.eval.rollout import Episode, EpisodeFailure, LocalSlot
 
@@ -26,6 +27,7 @@ def _serve(conn: Connection, make_env: Callable[[int], gym.Env], protocol: Proto
     that episodes in flight are dropped (and rerun on resume) instead of recorded as crashes.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    quiet_third_party_logs()
     slot = LocalSlot(make_env, protocol)
     try:
         while True:
