@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from sfbench.config.help import command_help
 from sfbench.core.errors import SfbenchError, UnknownChoice
 from sfbench.core.logs import quiet_third_party_logs
 
@@ -17,17 +18,18 @@ USAGE = """usage: sfbench <command> [key=value ...]
 
 commands:
   eval          evaluate a policy:  sfbench eval suite=libero_spatial policy=scripted eval.tasks=[0,1]
-  collect       scripted-expert demos in LIBERO HDF5:  sfbench collect suite=libero_spatial collect.episodes_per_task=50
-  train         train a policy (-m: sweep):  sfbench train policy=tiny_vla_sf data.path=<demos> train.steps=500
+  collect       scripted-expert demos in LIBERO HDF5:  sfbench collect suite=libero_spatial collect.tasks=[0]
+  train         train (-m: sweep; align=sf: Spatial Forcing):  sfbench train policy=tiny_vla_sf data.path=<demos>
   status        shards of a run: done / running / failed / missing:  sfbench status run=<run_id>
-  merge         aggregate a run, list missing episodes and the command that finishes them
+  merge         aggregate a run, list missing episodes and the command to finish:  sfbench merge run=<run_id>
   curves        success vs training step / data:  sfbench curves kind=convergence runs=[<train_a>,<train_b>]
-  probe         depth probe on frozen visual tokens:  sfbench probe checkpoints=[<ckpt_a>,<ckpt_b>] data=<demos>
+  probe         depth probe on frozen visual tokens:  sfbench probe checkpoints=[<ckpt_a>,<ckpt_b>] probe.data=<demos>
   compare       paired comparison of two runs:  sfbench compare runs=[<run_a>,<run_b>]
-  leaderboard   write results/leaderboard.csv from results/runs and results/reference
-  suites        list the suites and their task counts
+  leaderboard   write results/leaderboard.csv from results/runs, experiments and reference:  sfbench leaderboard
+  suites        list the suites and their task counts:  sfbench suites
 
-Overrides use Hydra syntax; config groups: suite, protocol, policy, launcher (see configs/)."""
+Overrides use Hydra syntax; `sfbench <command> --help` lists its keys, defaults and config groups."""
+HELP_FLAGS = ("-h", "--help")
 
 
 def _out(text: str) -> None:
@@ -195,10 +197,16 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
 }
 
 
+def _summary(command: str) -> str:
+    """The command's line of :data:`USAGE`, without its name."""
+    return next(line.strip().removeprefix(command).strip() for line in USAGE.splitlines()
+                if line.strip().split(" ", 1)[0] == command)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sfbench`` console script."""
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv or argv[0] in (*HELP_FLAGS, "help"):
         _out(USAGE)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -207,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command not in COMMANDS:
             raise UnknownChoice("command", command, COMMANDS)
+        if any(o in HELP_FLAGS for o in overrides):
+            _out(command_help(command, _summary(command)))
+            return 0
         COMMANDS[command](overrides)
     except SfbenchError as e:
         sys.stderr.write(f"sfbench: error: {e}\n")
