@@ -2,9 +2,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip
+PIP    := PIP_DISABLE_PIP_VERSION_CHECK=1 $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 export MUJOCO_GL ?= egl
+# pip's warnings go to .venv/install.log, which is printed when a step fails.
+LOGGED  = >> $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 
 .PHONY: install system-deps slurm-up slurm-down demo test test-fast clean
 
@@ -17,12 +19,13 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(VENV)/.installed: pyproject.toml | system-deps
+$(VENV)/.installed: pyproject.toml constraints.txt | system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q --upgrade pip $(LOGGED)
 	# The CPU build of torch, unless a torch is already there (an unpinned torch pulls CUDA wheels).
-	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==$(TORCH_VERSION)
-	$(PIP) install -q -e '.[test]'
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==$(TORCH_VERSION) $(LOGGED)
+	# The pinned stack (constraints.txt), then sfbench itself.
+	$(PIP) install -q -c constraints.txt -e '.[test]' $(LOGGED)
 	touch $@
 
 install: $(VENV)/.installed
