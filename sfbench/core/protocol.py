@@ -55,6 +55,9 @@ def _render_problems(render: dict[str, Any]) -> list[str]:
     return problems
 
 
+_OPTIONAL = frozenset({"render_profile", "render", "description"})
+
+
 @dataclass(frozen=True)
 class Protocol:
     """A named, versioned evaluation protocol (``configs/protocol/<name>.yaml``).
@@ -94,14 +97,35 @@ class Protocol:
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = self._field_problems()
         if self.init_state != "index":
             problems.append(f"init_state={self.init_state!r} (valid: 'index')")
-        if self.open_loop_steps < 1:
-            problems.append(f"open_loop_steps={self.open_loop_steps} (must be >= 1)")
         problems += self._render_problems()
         if problems:
             raise InvalidConfig(f"Protocol '{self.name}': invalid " + "; ".join(problems))
+
+    def _field_problems(self) -> list[str]:
+        """Type and range of every scalar field, and of each per-suite step budget."""
+        is_int = lambda v: type(v) is int  # noqa: E731  (bool is not an int here)
+        checks = {
+            "version": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+            "num_steps_wait": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+            "env_seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+            "global_seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+            "render_size": (lambda v: is_int(v) and 16 <= v <= 4096, "an integer in 16..4096 (px)"),
+            "rotate_180": (lambda v: type(v) is bool, "true or false"),
+            "open_loop_steps": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+        }
+        problems = [f"{k}={getattr(self, k)!r} (must be {valid})" for k, (ok, valid) in checks.items()
+                    if not ok(getattr(self, k))]
+        if not isinstance(self.max_steps, dict) or not self.max_steps:
+            problems.append(f"max_steps={self.max_steps!r} (must map suites to step budgets)")
+        else:
+            problems += [f"max_steps.{s}={v!r} (must be an integer >= 1)" for s, v in self.max_steps.items()
+                         if not (is_int(v) and v >= 1)]
+        if not all(type(a) in (int, float) for a in self.wait_action):
+            problems.append(f"wait_action={list(self.wait_action)!r} (must be numbers)")
+        return problems
 
     def _render_problems(self) -> list[str]:
         if self.render_profile not in RENDER_PROFILES:
@@ -147,8 +171,15 @@ class Protocol:
     def from_dict(cls, d: dict) -> Protocol:
         """Build from a config mapping (e.g. the resolved ``protocol`` group)."""
         d = dict(d)
-        d["max_steps"] = {str(k): int(v) for k, v in d["max_steps"].items()}
-        d["wait_action"] = tuple(float(a) for a in d["wait_action"])
+        if isinstance(d.get("max_steps"), dict):
+            d["max_steps"] = {str(k): v for k, v in d["max_steps"].items()}
+        if isinstance(d.get("wait_action"), list | tuple):
+            d["wait_action"] = tuple(float(a) if type(a) is int else a for a in d["wait_action"])
         if isinstance(d.get("render"), dict):
             d["render"] = dict(d["render"])
+        names = {f.name for f in fields(cls)}
+        unknown, missing = sorted(set(d) - names), sorted(n for n in names - set(d) if n not in _OPTIONAL)
+        if unknown or missing:
+            raise InvalidConfig(f"Protocol '{d.get('name', '?')}': unknown keys {unknown}, missing keys {missing}; "
+                                f"valid: {', '.join(sorted(names))}")
         return cls(**d)

@@ -47,10 +47,14 @@ def append_record(path: Path, record: EpisodeRecord) -> None:
     """Append one record as a single ``write`` on an ``O_APPEND`` descriptor, then fsync.
 
     One ``write`` call per line means concurrent writers never interleave inside a line and a
-    crash can at worst leave one truncated last line, which :func:`load_records` skips.
+    crash can at worst leave one truncated last line, which :func:`load_records` skips. A file
+    whose tail is such a torn line gets a newline first, so the new record starts a fresh line
+    instead of being glued to (and lost with) the torn one.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(asdict(record), sort_keys=True) + "\n").encode()
+    if _torn_tail(path):
+        line = b"\n" + line
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
@@ -59,15 +63,29 @@ def append_record(path: Path, record: EpisodeRecord) -> None:
         os.close(fd)
 
 
+def _torn_tail(path: Path) -> bool:
+    """Whether ``path`` is non-empty and does not end with a newline."""
+    try:
+        with path.open("rb") as f:
+            if f.seek(0, os.SEEK_END) == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
+
+
 def _read_jsonl(path: Path) -> Iterable[EpisodeRecord]:
+    """The records of one file; a line that is not a record is reported (file, line) and skipped."""
     names = set(EpisodeRecord.__dataclass_fields__)
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError:
-            log.warning("Skipping unreadable line %d of %s (interrupted write?)", n, path)
+    for n, raw in enumerate(path.read_bytes().splitlines(), 1):
+        if not raw.strip():
             continue
-        yield EpisodeRecord(**{k: v for k, v in d.items() if k in names})
+        try:
+            d = json.loads(raw.decode("utf-8"))
+            yield EpisodeRecord(**{k: v for k, v in d.items() if k in names})
+        except (UnicodeDecodeError, json.JSONDecodeError, TypeError, AttributeError) as e:
+            log.warning("Skipping line %d of %s: not an episode record (%s)", n, path, type(e).__name__)
 
 
 def load_jsonl_records(paths: Iterable[Path]) -> list[EpisodeRecord]:

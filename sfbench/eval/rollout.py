@@ -20,6 +20,10 @@ from sfbench.core.protocol import Protocol as EvalProtocol
 from sfbench.core.task import TaskSpec
 from sfbench.policies.base import Policy, UnsupportedTask
 
+# Prefix of failure reasons caused by the machine, not by the policy or the task (a worker killed
+# from outside, e.g. by the OOM killer): such episodes are not scored; a rerun retries them.
+INFRA_ERROR = "infra_error"
+
 
 class EpisodeFailure(Exception):
     """An episode ended by something other than the task: a crash or an invalid action."""

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from sfbench.config.schema import make_config
-from sfbench.config.tree import make_suite_config
+from sfbench.config.tree import group_choices, load_protocol, make_suite_config
 from sfbench.core import provenance
 from sfbench.core.errors import InvalidConfig
-from sfbench.core.io import write_json_atomic
+from sfbench.core.io import check_run_id, write_json_atomic
 from sfbench.core.protocol import Protocol
 from sfbench.envs import task_spec
 from sfbench.eval.dispatch import dispatch
@@ -51,14 +51,29 @@ class EvalSettings:
             raise InvalidConfig("Invalid " + "; ".join(problems))
 
 
+CUSTOM = "+custom"
+
+
+def named_protocol(protocol: Protocol) -> Protocol:
+    """``protocol``, renamed ``<name>+custom`` when overrides changed it from its profile file.
+
+    Records carry the name and the hash; a modified profile must never read as the named one.
+    """
+    if protocol.name in group_choices("protocol") and load_protocol(protocol.name).to_dict() == protocol.to_dict():
+        return protocol
+    return protocol if protocol.name.endswith(CUSTOM) else replace(protocol, name=protocol.name + CUSTOM)
+
+
 def make_run_spec(cfg: DictConfig, section: str = "eval") -> tuple[RunSpec, list]:
     """Validate the composed config and plan the run's shards (episode settings under ``section``)."""
     settings = make_config(EvalSettings, OmegaConf.to_container(cfg[section]), what=section)
     suite = make_suite_config(OmegaConf.to_container(cfg.suite))
-    protocol = Protocol.from_dict(OmegaConf.to_container(cfg.protocol))
+    protocol = named_protocol(Protocol.from_dict(OmegaConf.to_container(cfg.protocol)))
     policy = OmegaConf.to_container(cfg.policy)
     policy_config = make_policy_config(policy)
     tasks = list(range(suite.num_tasks)) if settings.tasks is None else list(settings.tasks)
+    if not tasks:
+        raise InvalidConfig(f"{section}.tasks=[] selects no task (give task ids, or null for every task)")
     suite.check_task_ids(tasks)
     episodes = range(settings.first_episode, settings.first_episode + settings.episodes_per_task)
     if episodes.stop > suite.num_init_states:
@@ -67,7 +82,7 @@ def make_run_spec(cfg: DictConfig, section: str = "eval") -> tuple[RunSpec, list
             f"{suite.num_init_states} init states per task (episodes 0..{suite.num_init_states - 1})."
         )
     protocol.max_steps_for(suite.protocol_suite)
-    run_id = cfg.run_id or make_run_id(policy, suite.name, protocol)
+    run_id = check_run_id(str(cfg.run_id)) if cfg.run_id is not None else make_run_id(policy, suite.name, protocol)
     specs = {t: task_spec(suite, t) for t in tasks}
     family_of(policy).check_config(policy_config, specs[tasks[0]].action_dim)
     spec = RunSpec(run_id, Path(cfg.output_dir) / run_id, suite, protocol, policy, settings.videos_per_task,
@@ -115,10 +130,35 @@ def start_run(cfg: DictConfig, spec: RunSpec, shards: list[Shard], overrides: li
     layout = RunDir(spec.run_dir)
     records = layout.load_records()
     _check_same_run(spec, records)
+    identity = run_identity(spec, shards)
+    if layout.has_command():
+        _check_same_identity(spec.run_id, layout.load_command().get("identity"), identity)
     command = [o for o in overrides if not o.startswith("run_id=")] + [f"run_id={spec.run_id}"]
     layout.write_start(OmegaConf.to_yaml(cfg), {"hash": spec.protocol.hash, **spec.protocol.to_dict()}, {
-        "overrides": command, "shards": [{"task_id": s.task_id, "episodes": list(s.episodes)} for s in shards]})
+        "identity": identity, "overrides": command,
+        "shards": [{"task_id": s.task_id, "episodes": list(s.episodes)} for s in shards]})
     return {r.key for r in records}
+
+
+def run_identity(spec: RunSpec, shards: list[Shard]) -> dict:
+    """What a run is: policy config (checkpoint included), suite, task set and protocol hash."""
+    return {"policy": spec.policy, "suite": spec.suite.name, "tasks": sorted({s.task_id for s in shards}),
+            "protocol_hash": spec.protocol.hash}
+
+
+def _check_same_identity(run_id: str, stored: dict | None, wanted: dict) -> None:
+    """Refuse to add episodes to a run of another identity, naming what differs."""
+    if stored is None or stored == wanted:
+        return
+    keys = sorted({*stored, *wanted})
+    diffs = [k for k in keys if stored.get(k) != wanted.get(k)]
+    if "policy" in diffs:
+        p_old, p_new = stored.get("policy", {}), wanted["policy"]
+        diffs = [d for d in diffs if d != "policy"] + [
+            f"policy.{k}: {p_old.get(k)!r} -> {p_new.get(k)!r}" for k in sorted({*p_old, *p_new})
+            if p_old.get(k) != p_new.get(k)]
+    raise InvalidConfig(f"Run {run_id} was started with other settings ({'; '.join(diffs)}); "
+                        "use another run_id, or the run's own command (sfbench merge shows it)")
 
 
 def run_eval(cfg: DictConfig, overrides: list[str]) -> tuple[RunSpec, dict | None]:

@@ -72,6 +72,10 @@ class RunDir:
         write_json_atomic(self.path / "protocol.json", protocol)
         write_json_atomic(self.path / "command.json", command)
 
+    def has_command(self) -> bool:
+        """Whether the run was started (``command.json`` exists)."""
+        return (self.path / "command.json").is_file()
+
     def load_command(self) -> dict[str, Any]:
         """``command.json``: the overrides that reproduce the run and its planned shards."""
         path = self.path / "command.json"

@@ -17,7 +17,7 @@ from sfbench.core import provenance
 from sfbench.core.protocol import Protocol
 from sfbench.envs import make_env
 from sfbench.eval.records import EpisodeRecord, append_record
-from sfbench.eval.rollout import Episode, EpisodeOutcome, RolloutLoop
+from sfbench.eval.rollout import INFRA_ERROR, Episode, EpisodeOutcome, RolloutLoop
 from sfbench.eval.rundir import RunDir
 from sfbench.eval.video import annotate, write_mp4
 from sfbench.eval.workers import make_slots
@@ -144,6 +144,10 @@ def run_shards(
     slots = make_slots(partial(make_task_env, spec, requirements or policies[0].requirements), spec.protocol, n)
 
     def done(episode: Episode, out: EpisodeOutcome) -> None:
+        if (out.failure_reason or "").startswith(INFRA_ERROR):
+            log.warning("Task %d episode %d not recorded (%s); rerun the command to retry it",
+                        episode.task_id, episode.index, out.failure_reason)
+            return
         instruction = spec.instructions[episode.task_id]
         if sink:
             sink(episode, out)

@@ -17,7 +17,7 @@ import numpy as np
 
 from sfbench.core.logs import quiet_third_party_logs
 from sfbench.core.protocol import Protocol
-from sfbench.eval.rollout import Episode, EpisodeFailure, LocalSlot
+from sfbench.eval.rollout import INFRA_ERROR, Episode, EpisodeFailure, LocalSlot
 
 
 def _serve(conn: Connection, make_env: Callable[[int], gym.Env], protocol: Protocol) -> None:
@@ -73,7 +73,7 @@ class WorkerSlot:
             status, payload = self.conn.recv()
         except (EOFError, ConnectionResetError) as e:
             self.process.join(timeout=5)
-            reason = f"sim_error: worker process died (exit code {self.process.exitcode})"
+            reason = f"{INFRA_ERROR}: worker process died (exit code {self.process.exitcode})"
             self.conn.close()
             self._start()  # the next episode gets a fresh worker
             raise EpisodeFailure(reason) from e

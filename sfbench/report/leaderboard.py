@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
@@ -14,6 +15,8 @@ from sfbench import __version__
 from sfbench.config.tree import group_choices, load_suite
 from sfbench.eval.records import EpisodeRecord, load_records
 from sfbench.report.aggregate import Rate, rate_of, wilson_interval
+
+log = logging.getLogger(__name__)
 
 # LIBERO "overall" = mean of these four suites (libero_90 excluded), as in the papers.
 LIBERO_OVERALL = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
@@ -92,9 +95,19 @@ def _cells(runs_dirs: tuple[Path, ...]) -> dict[tuple, dict[tuple, EpisodeRecord
         records = load_records(run_dir)
         tasks = {s: task_set(s, {r.task_id for r in records if r.suite == s}) for s in {r.suite for r in records}}
         for rec in records:
-            cells[(rec.policy, rec.checkpoint, rec.suite, tasks[rec.suite], rec.protocol, rec.protocol_hash)][
-                rec.key] = rec
+            cell = cells[(rec.policy, rec.checkpoint, rec.suite, tasks[rec.suite], rec.protocol, rec.protocol_hash)]
+            cell[rec.key] = _first_finished(cell.get(rec.key), rec)
     return cells
+
+
+def _first_finished(kept: EpisodeRecord | None, new: EpisodeRecord) -> EpisodeRecord:
+    """Of two records of one episode, the one finished first (then the smaller run id): never folder order."""
+    if kept is None:
+        return new
+    if kept.success != new.success:
+        log.warning("Episode %s recorded with different outcomes in runs %s and %s; counting the first finished",
+                    new.key, kept.run_id, new.run_id)
+    return min(kept, new, key=lambda r: (r.finished_at, r.run_id))
 
 
 def measured_rows(*runs_dirs: Path) -> list[Row]:

@@ -14,6 +14,7 @@ from sfbench.config.compose import compose_config
 from sfbench.config.schema import make_config
 from sfbench.config.sweep import expand_sweeps
 from sfbench.core.errors import InvalidConfig
+from sfbench.core.io import check_run_id
 from sfbench.launch.executors import LauncherConfig, submit_calls
 from sfbench.train.rundir import CONFIG
 from sfbench.train.trainer import RUNTIME_SETTINGS, TrainJob, check_job, job_from_config
@@ -33,7 +34,8 @@ def _resolve(overrides: list[str]) -> tuple[dict[str, Any], TrainJob]:
         container = OmegaConf.to_container(cfg, throw_on_missing=True)
     except MissingMandatoryValue as e:
         raise InvalidConfig(f"Missing required value: {e.full_key} (set {e.full_key}=...)") from None
-    run_id = container["run_id"] or make_train_run_id(container)
+    run_id = check_run_id(str(container["run_id"])) if container["run_id"] is not None else \
+        make_train_run_id(container)
     run_dir = Path(container["output_dir"]) / run_id
     job = job_from_config(container, run_dir)
     check_job(job)

@@ -2,20 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from sfbench.config.tree import load_protocol
 from sfbench.eval.records import load_records
-from sfbench.eval.shards import RunSpec, plan_shards, run_shard, run_shards
+from sfbench.eval.shards import plan_shards, run_shard, run_shards
 from sfbench.report.aggregate import aggregate
+from tests.eval.conftest import PROTOCOL
 from tests.fakes import FAKE_SUITE
-
-PROTOCOL = load_protocol("libero_oft")
-
-
-@pytest.fixture
-def spec(weird_tmp_path):
-    names = {t: f"reach_{t}" for t in range(FAKE_SUITE.num_tasks)}
-    return RunSpec("run", weird_tmp_path / "run", FAKE_SUITE, PROTOCOL, {"name": "zero"}, videos_per_task=1,
-                   task_names=names, instructions=names)
 
 
 def test_plan_shards_is_deterministic_and_covers_every_episode():
