@@ -3,10 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := PIP_DISABLE_PIP_VERSION_CHECK=1 $(PY) -m pip
-TORCH_VERSION ?= 2.13.0
+TORCH_VERSION ?= $(shell sed -n 's/^torch==//p' constraints.txt)
 export MUJOCO_GL ?= egl
-# pip's warnings go to .venv/install.log, which is printed when a step fails.
-LOGGED  = >> $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+# pip's warnings go to .venv/install.log (this install only); its tail is printed when a step fails.
+LOGGED  = >> $(VENV)/install.log 2>&1 || { tail -n 40 $(VENV)/install.log >&2; exit 1; }
 
 .PHONY: install system-deps slurm-up slurm-down demo test test-fast clean
 
@@ -21,8 +21,9 @@ system-deps:
 
 $(VENV)/.installed: pyproject.toml constraints.txt | system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	: > $(VENV)/install.log
 	$(PIP) install -q --upgrade pip $(LOGGED)
-	# The CPU build of torch, unless a torch is already there (an unpinned torch pulls CUDA wheels).
+	# The CPU build of the pinned torch first (an unpinned torch pulls CUDA wheels), unless one is there.
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==$(TORCH_VERSION) $(LOGGED)
 	# The pinned stack (constraints.txt), then sfbench itself.
 	$(PIP) install -q -c constraints.txt -e '.[test]' $(LOGGED)
