@@ -97,6 +97,14 @@ class Policy(abc.ABC):
         """
         return None
 
+    @classmethod
+    def content_id(cls, config: Any) -> str | None:
+        """Content hash of the weights ``config`` names, computed without loading them; None: no weights.
+
+        Part of an evaluation run's identity, so that new weights at an old path are a new run.
+        """
+        return None
+
     @property
     def checkpoint_id(self) -> str:
         """Identifier of the weights used (a content hash for trained policies)."""

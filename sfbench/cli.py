@@ -6,6 +6,7 @@ User errors (:class:`SfbenchError`) print one line on stderr and exit with statu
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -79,14 +80,18 @@ def cmd_status(overrides: list[str]) -> None:
 
     rows = shard_status(_run_dir(overrides))
     for r in rows:
+        infra = f"  {r.infra_errors} infra errors to retry" if r.infra_errors else ""
         _out(f"task {r.task_id:>3} episodes {r.episodes[0]:>3}-{r.episodes[-1]:<3} {r.state:<8} "
-             f"{r.recorded}/{len(r.episodes)} recorded  job {r.job_id or '-'} {r.job_state or ''}".rstrip())
+             f"{r.recorded}/{len(r.episodes)} recorded{infra}  job {r.job_id or '-'} {r.job_state or ''}".rstrip())
     counts = Counter(r.state for r in rows)
-    _out(", ".join(f"{counts[s]} {s}" for s in ("done", "running", "failed", "missing")))
+    infra_total = sum(r.infra_errors for r in rows)
+    _out(", ".join(f"{counts[s]} {s}" for s in ("done", "running", "failed", "missing"))
+         + (f"; {infra_total} episodes with infrastructure errors to retry" if infra_total else ""))
 
 
 def cmd_merge(overrides: list[str]) -> None:
     """Aggregate a run's shards, list missing episodes and the command that finishes them."""
+    from sfbench.eval.rundir import RunDir
     from sfbench.eval.status import finish_command, merge
     from sfbench.report.aggregate import format_summary
 
@@ -95,7 +100,9 @@ def cmd_merge(overrides: list[str]) -> None:
     _out(format_summary(summary))
     _out(f"summary: {run_dir / 'summary.json'}")
     if missing:
-        listed = ", ".join(f"task {t} ep {e}" for t, e in missing[:20]) + (" ..." if len(missing) > 20 else "")
+        infra = RunDir(run_dir).load_infra_errors()
+        listed = ", ".join(f"task {t} ep {e}" + (f" ({infra[t, e][-1]})" if (t, e) in infra else "")
+                           for t, e in missing[:20]) + (" ..." if len(missing) > 20 else "")
         _out(f"missing {len(missing)} episodes: {listed}\nfinish with: {finish_command(run_dir)}")
     else:
         _out("complete: every planned episode is recorded exactly once")
@@ -203,6 +210,14 @@ def _summary(command: str) -> str:
                 if line.strip().split(" ", 1)[0] == command)
 
 
+class Terminated(BaseException):
+    """SIGTERM (``kill``, a cluster's time limit): unwound like Ctrl-C, so workers are stopped."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sfbench`` console script."""
     argv = sys.argv[1:] if argv is None else argv
@@ -218,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         if any(o in HELP_FLAGS for o in overrides):
             _out(command_help(command, _summary(command)))
             return 0
+        signal.signal(signal.SIGTERM, _terminate)
         COMMANDS[command](overrides)
     except SfbenchError as e:
         sys.stderr.write(f"sfbench: error: {e}\n")
@@ -225,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("sfbench: interrupted; finished episodes are kept, rerun the same command to resume\n")
         return 130
+    except Terminated:
+        sys.stderr.write("sfbench: terminated; finished episodes are kept, rerun the same command to resume\n")
+        return 143
     return 0
 
 

@@ -46,6 +46,8 @@ def test_help_lists_the_commands():
     (["collect", "launcher=slurm"], ["Unknown config group of sfbench collect 'launcher'", "suite"]),
     (["train", "data.path=/nonexistent/demos"], ["No dataset at data.path=/nonexistent/demos"]),
     (["train", "align=sph"], ["Unknown align 'sph'", "sf"]),
+    (["train", "train.batch_size=abc"], ["train.batch_size='abc' must be an integer"]),
+    (["eval", "policy=zero", "eval.num_workers=two"], ["eval.num_workers='two' must be an integer"]),
     (["probe", "checkpoints=[/nonexistent]"], ["Not a checkpoint directory", "/nonexistent"]),
     (["curves", "runs=[nope]", "curves.train_dir=/nonexistent"], ["No train run 'nope'"]),
 ])

@@ -8,7 +8,6 @@ by its sign, as LIBERO's controller expects.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from sfbench.core.constants import OBS_DEPTH, OBS_INTRINSICS, OBS_PROPRIO
 from sfbench.core.errors import InvalidConfig, MissingAsset
 from sfbench.core.images import center_box, crop_resize
+from sfbench.core.io import file_sha256
 from sfbench.core.normalize import normalize, unnormalize
 from sfbench.core.task import TaskSpec
 from sfbench.policies.base import Requirements
@@ -48,7 +48,7 @@ class TinyVLAPolicy(TrainablePolicy):
         _check_same_architecture(config, trained)
         self.config = config
         self.model.eval()
-        self.checkpoint_hash = _sha256(f"{config.checkpoint}/{WEIGHTS_FILE}")
+        self.checkpoint_hash = file_sha256(Path(config.checkpoint) / WEIGHTS_FILE)
 
     @classmethod
     def for_training(cls, config: TinyVLAConfig) -> TinyVLAPolicy:
@@ -71,6 +71,11 @@ class TinyVLAPolicy(TrainablePolicy):
         if trained.action_dim != action_dim:
             raise InvalidConfig(f"Checkpoint '{config.checkpoint}' acts in {trained.action_dim} dimensions; "
                                 f"the suite's actions have {action_dim}")
+
+    @classmethod
+    def content_id(cls, config: TinyVLAConfig) -> str | None:
+        """First 12 hex digits of the checkpoint's weights sha256 (what :attr:`checkpoint_id` reports)."""
+        return file_sha256(Path(config.checkpoint) / WEIGHTS_FILE)[:12] if config.checkpoint else None
 
     @property
     def action_dim(self) -> int:
@@ -214,11 +219,3 @@ def _check_same_architecture(wanted: TinyVLAConfig, trained: TinyVLAConfig) -> N
             f"Policy config disagrees with checkpoint '{wanted.checkpoint}': {', '.join(diffs)}. "
             "Set these fields to the checkpoint's values (its config.json)."
         )
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

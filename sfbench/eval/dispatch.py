@@ -58,7 +58,7 @@ def dispatch(cfg: LauncherConfig, spec: RunSpec, shards: list[Shard], recorded: 
     if cfg.name == "local":
         bar = ProgressBar(spec, total, progress)
         with bar.bar:
-            run_shards(spec, list(todo), num_workers=spec.num_workers, on_episode=bar.on_episode, recorded=recorded)
+            run_shards(spec, list(todo), num_workers=spec.num_workers, on_episode=bar.on_episode)
         return []
     if not todo:
         log.info("Every shard of %s is complete; nothing to submit", spec.run_id)

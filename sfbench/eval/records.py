@@ -44,15 +44,19 @@ class EpisodeRecord:
 
 
 def append_record(path: Path, record: EpisodeRecord) -> None:
-    """Append one record as a single ``write`` on an ``O_APPEND`` descriptor, then fsync.
+    """Append one record (see :func:`append_line`)."""
+    append_line(path, asdict(record))
+
+
+def append_line(path: Path, obj: dict) -> None:
+    """Append ``obj`` as one JSON line in a single ``write`` on an ``O_APPEND`` descriptor, then fsync.
 
     One ``write`` call per line means concurrent writers never interleave inside a line and a
-    crash can at worst leave one truncated last line, which :func:`load_records` skips. A file
-    whose tail is such a torn line gets a newline first, so the new record starts a fresh line
-    instead of being glued to (and lost with) the torn one.
+    crash can at worst leave one truncated last line, which the readers skip. A file whose tail
+    is such a torn line gets a newline first, so the new line is not glued to (and lost with) it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(asdict(record), sort_keys=True) + "\n").encode()
+    line = (json.dumps(obj, sort_keys=True) + "\n").encode()
     if _torn_tail(path):
         line = b"\n" + line
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -83,13 +87,28 @@ def _read_jsonl(path: Path) -> Iterable[EpisodeRecord]:
             continue
         try:
             d = json.loads(raw.decode("utf-8"))
-            yield EpisodeRecord(**{k: v for k, v in d.items() if k in names})
+            rec = EpisodeRecord(**{k: v for k, v in d.items() if k in names})
+            _check_types(rec)
         except (UnicodeDecodeError, json.JSONDecodeError, TypeError, AttributeError) as e:
-            log.warning("Skipping line %d of %s: not an episode record (%s)", n, path, type(e).__name__)
+            log.warning("Skipping line %d of %s: not an episode record (%s: %s)", n, path, type(e).__name__, e)
+            continue
+        yield rec
+
+
+_TYPES = {"run_id": str, "policy": str, "checkpoint": str, "suite": str, "task_id": int, "episode_index": int,
+          "protocol": str, "protocol_hash": str, "success": bool, "steps": int, "finished_at": str}
+
+
+def _check_types(rec: EpisodeRecord) -> None:
+    """Raise ``TypeError`` when a field that scores and keys depend on has the wrong type."""
+    for name, kind in _TYPES.items():
+        value = getattr(rec, name)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise TypeError(f"{name}={value!r} is not {kind.__name__}")
 
 
 def load_jsonl_records(paths: Iterable[Path]) -> list[EpisodeRecord]:
-    """Records of ``paths``, de-duplicated by episode key (the last written wins)."""
+    """Records of ``paths``, de-duplicated by episode key (the first finished wins)."""
     by_key: dict[tuple, EpisodeRecord] = {}
     for path in paths:
         for rec in _read_jsonl(path):

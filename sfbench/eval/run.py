@@ -12,7 +12,7 @@ from sfbench.config.schema import make_config
 from sfbench.config.tree import group_choices, load_protocol, make_suite_config
 from sfbench.core import provenance
 from sfbench.core.errors import InvalidConfig
-from sfbench.core.io import check_run_id, write_json_atomic
+from sfbench.core.io import check_output_dir, check_run_id, write_json_atomic
 from sfbench.core.protocol import Protocol
 from sfbench.envs import task_spec
 from sfbench.eval.dispatch import dispatch
@@ -36,13 +36,14 @@ class EvalSettings:
     videos_per_task: int = 1
     episodes_per_shard: int = 10
     num_workers: int = 1
+    infra_retries: int = 1
     progress: bool = True
 
     def __post_init__(self) -> None:
         problems = [
             f"eval.{k}={getattr(self, k)!r} (must be an integer >= {lo})"
             for k, lo in [("episodes_per_task", 1), ("first_episode", 0), ("videos_per_task", 0),
-                          ("episodes_per_shard", 1), ("num_workers", 1)]
+                          ("episodes_per_shard", 1), ("num_workers", 1), ("infra_retries", 0)]
             if not isinstance(getattr(self, k), int) or getattr(self, k) < lo
         ]
         if self.tasks is not None and not isinstance(self.tasks, list):
@@ -82,12 +83,15 @@ def make_run_spec(cfg: DictConfig, section: str = "eval") -> tuple[RunSpec, list
             f"{suite.num_init_states} init states per task (episodes 0..{suite.num_init_states - 1})."
         )
     protocol.max_steps_for(suite.protocol_suite)
-    run_id = check_run_id(str(cfg.run_id)) if cfg.run_id is not None else make_run_id(policy, suite.name, protocol)
     specs = {t: task_spec(suite, t) for t in tasks}
-    family_of(policy).check_config(policy_config, specs[tasks[0]].action_dim)
+    family = family_of(policy)
+    family.check_config(policy_config, specs[tasks[0]].action_dim)
+    sha = family.content_id(policy_config)
+    run_id = check_run_id(str(cfg.run_id)) if cfg.run_id is not None else make_run_id(policy, suite.name, protocol, sha)
+    check_output_dir(Path(cfg.output_dir))
     spec = RunSpec(run_id, Path(cfg.output_dir) / run_id, suite, protocol, policy, settings.videos_per_task,
                    settings.num_workers, {t: s.name for t, s in specs.items()},
-                   {t: s.instruction for t, s in specs.items()})
+                   {t: s.instruction for t, s in specs.items()}, settings.infra_retries, sha)
     return spec, plan_shards(tasks, episodes, settings.episodes_per_shard)
 
 
@@ -141,9 +145,9 @@ def start_run(cfg: DictConfig, spec: RunSpec, shards: list[Shard], overrides: li
 
 
 def run_identity(spec: RunSpec, shards: list[Shard]) -> dict:
-    """What a run is: policy config (checkpoint included), suite, task set and protocol hash."""
-    return {"policy": spec.policy, "suite": spec.suite.name, "tasks": sorted({s.task_id for s in shards}),
-            "protocol_hash": spec.protocol.hash}
+    """What a run is: policy config, the weights' content hash, suite, task set and protocol hash."""
+    return {"policy": spec.policy, "checkpoint_sha": spec.checkpoint_sha, "suite": spec.suite.name,
+            "tasks": sorted({s.task_id for s in shards}), "protocol_hash": spec.protocol.hash}
 
 
 def _check_same_identity(run_id: str, stored: dict | None, wanted: dict) -> None:
@@ -151,12 +155,11 @@ def _check_same_identity(run_id: str, stored: dict | None, wanted: dict) -> None
     if stored is None or stored == wanted:
         return
     keys = sorted({*stored, *wanted})
-    diffs = [k for k in keys if stored.get(k) != wanted.get(k)]
-    if "policy" in diffs:
-        p_old, p_new = stored.get("policy", {}), wanted["policy"]
-        diffs = [d for d in diffs if d != "policy"] + [
-            f"policy.{k}: {p_old.get(k)!r} -> {p_new.get(k)!r}" for k in sorted({*p_old, *p_new})
-            if p_old.get(k) != p_new.get(k)]
+    diffs = [f"{k}: {stored.get(k)!r} -> {wanted.get(k)!r}" for k in keys
+             if k != "policy" and stored.get(k) != wanted.get(k)]
+    p_old, p_new = stored.get("policy", {}), wanted["policy"]
+    diffs += [f"policy.{k}: {p_old.get(k)!r} -> {p_new.get(k)!r}" for k in sorted({*p_old, *p_new})
+              if p_old.get(k) != p_new.get(k)]
     raise InvalidConfig(f"Run {run_id} was started with other settings ({'; '.join(diffs)}); "
                         "use another run_id, or the run's own command (sfbench merge shows it)")
 

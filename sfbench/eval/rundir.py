@@ -5,6 +5,7 @@
   config.yaml          the resolved config          protocol.json   protocol constants + hash
   command.json         overrides + planned shards   jobs.json       every cluster submission
   records/<shard>.jsonl  one EpisodeRecord per line  summary.json    aggregate (written by merge)
+  infra/<shard>.jsonl  infrastructure errors (unscored, retried): task_id, episode_index, reason, ...
   videos/task<T>_ep<E>.mp4                           submitit/       cluster job logs
   demos/               (sfbench collect) LIBERO-layout HDF5 files
 ```
@@ -19,7 +20,7 @@ from typing import Any
 
 from sfbench.core.errors import MissingAsset
 from sfbench.core.io import write_json_atomic
-from sfbench.eval.records import RECORDS_DIR, EpisodeRecord, load_jsonl_records
+from sfbench.eval.records import RECORDS_DIR, EpisodeRecord, append_line, load_jsonl_records
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,26 @@ class RunDir:
     def record_file(self, shard_name: str) -> Path:
         """The JSONL records file of one shard."""
         return self.records_dir / f"{shard_name}.jsonl"
+
+    def infra_file(self, shard_name: str) -> Path:
+        """The JSONL log of one shard's infrastructure errors."""
+        return self.path / "infra" / f"{shard_name}.jsonl"
+
+    def add_infra_error(self, shard_name: str, entry: dict[str, Any]) -> None:
+        """Log an infrastructure error (a dead worker, a simulator that cannot start) of one episode."""
+        append_line(self.infra_file(shard_name), entry)
+
+    def load_infra_errors(self) -> dict[tuple[int, int], list[str]]:
+        """(task id, episode) -> the reasons of its infrastructure errors, oldest first."""
+        errors: dict[tuple[int, int], list[str]] = {}
+        for path in sorted((self.path / "infra").glob("*.jsonl")):
+            for line in path.read_text(errors="replace").splitlines():
+                try:
+                    e = json.loads(line)
+                    errors.setdefault((int(e["task_id"]), int(e["episode_index"])), []).append(str(e["reason"]))
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                    continue  # a torn line of a crashed writer
+        return errors
 
     @property
     def summary(self) -> Path:
@@ -62,7 +83,7 @@ class RunDir:
         return self.path / "videos" / f"task{task_id:03d}_ep{episode:04d}.mp4"
 
     def load_records(self) -> list[EpisodeRecord]:
-        """Every record of the run, de-duplicated by episode key (the last written wins)."""
+        """Every record of the run, de-duplicated by episode key (the first finished wins)."""
         return load_jsonl_records(sorted(self.records_dir.glob("*.jsonl")))
 
     def write_start(self, config_yaml: str, protocol: dict[str, Any], command: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from sfbench.config.tree import SuiteConfig
 from sfbench.core import provenance
 from sfbench.core.protocol import Protocol
 from sfbench.envs import make_env
+from sfbench.eval.locks import locked, wait_until_free
 from sfbench.eval.records import EpisodeRecord, append_record
 from sfbench.eval.rollout import INFRA_ERROR, Episode, EpisodeOutcome, RolloutLoop
 from sfbench.eval.rundir import RunDir
@@ -52,11 +53,15 @@ class RunSpec:
     num_workers: int = 1
     task_names: dict[int, str] = field(default_factory=dict)
     instructions: dict[int, str] = field(default_factory=dict)
+    infra_retries: int = 1
+    checkpoint_sha: str | None = None  # content hash of the policy's weights (None: no weights)
 
 
-def make_run_id(policy: dict[str, Any], suite: str, protocol: Protocol) -> str:
-    """Deterministic run id, so that rerunning the same command resumes the same run."""
-    blob = json.dumps({"policy": policy, "suite": suite, "protocol": protocol.hash}, sort_keys=True, default=str)
+def make_run_id(policy: dict[str, Any], suite: str, protocol: Protocol, checkpoint_sha: str | None = None) -> str:
+    """Deterministic run id, so that rerunning the same command (same weights) resumes the same run."""
+    key = {"policy": policy, "suite": suite, "protocol": protocol.hash}
+    blob = json.dumps(key if checkpoint_sha is None else {**key, "checkpoint_sha": checkpoint_sha},
+                      sort_keys=True, default=str)
     return f"{policy['name']}-{suite}-{protocol.name}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
 
@@ -119,22 +124,42 @@ def run_shards(
     on_episode: Callable[[EpisodeRecord], None] | None = None,
     requirements: Requirements | None = None,
     sink: Callable[[Episode, EpisodeOutcome], None] | None = None,
-    recorded: set[tuple] | None = None,
 ) -> int:
     """Run the unrecorded episodes of ``shards`` on ``num_workers`` env workers; return how many ran.
 
     Each finished episode is appended to ``records/<shard>.jsonl`` at once, so an interrupted run
-    loses at most the episodes in flight. ``requirements`` overrides what the envs render (e.g.
-    demonstration collection renders views a privileged expert does not need); with a ``sink``
-    every episode keeps its trajectory and is passed to it before its record is written.
-    ``recorded`` is the set of episode keys already recorded (read from the run when None).
+    loses at most the episodes in flight. A shard is run only under its lock: shards that another
+    process is running are waited for, then whatever that process left unrecorded is run here, so
+    concurrent commands on one run share its shards and never run an episode twice.
+    ``requirements`` overrides what the envs render (e.g. demonstration collection renders views
+    a privileged expert does not need); with a ``sink`` every episode keeps its trajectory and is
+    passed to it before its record is written.
     """
+    run_dir, ran = RunDir(spec.run_dir), 0
+    todo = _unfinished(spec, shards)
+    while todo:
+        with locked(run_dir.record_file(s.name) for s in todo) as mine:
+            own = [s for s in todo if run_dir.record_file(s.name) in mine]
+            if own:
+                ran += _run_locked(spec, own, num_workers, on_episode, requirements, sink)
+        busy = [s for s in todo if s not in own]
+        if busy:
+            log.info("Shard %s of %s is being run by another process; waiting for it", busy[0].name, spec.run_id)
+            wait_until_free(run_dir.record_file(busy[0].name))
+        todo = _unfinished(spec, busy)
+    return ran
+
+
+def _unfinished(spec: RunSpec, shards: list[Shard]) -> list[Shard]:
+    recorded = {r.key for r in RunDir(spec.run_dir).load_records()}
+    return [s for s, todo in pending(spec, shards, recorded).items() if todo]
+
+
+def _run_locked(spec: RunSpec, shards: list[Shard], num_workers: int, on_episode, requirements, sink) -> int:
+    """Run the unrecorded episodes of ``shards`` (locked by the caller), retrying infrastructure errors."""
     run_dir = RunDir(spec.run_dir)
-    if recorded is None:
-        recorded = {r.key for r in run_dir.load_records()}
-    work = [(shard, e) for shard, todo in pending(spec, shards, recorded).items() for e in todo]
-    if not work:
-        return 0
+    work = [(shard, e) for shard, todo in pending(spec, shards, {r.key for r in run_dir.load_records()}).items()
+            for e in todo]
     shard_of = {(s.task_id, e): s for s, e in work}
     episodes = [Episode(s.task_id, e, spec.protocol.global_seed + e, e < spec.videos_per_task, sink is not None)
                 for s, e in work]
@@ -142,27 +167,43 @@ def run_shards(
     policies = [make_policy(spec.policy) for _ in range(1 if family_of(spec.policy).batchable else n)]
     policies = policies * n if len(policies) == 1 else policies
     slots = make_slots(partial(make_task_env, spec, requirements or policies[0].requirements), spec.protocol, n)
+    failed: list[Episode] = []
 
     def done(episode: Episode, out: EpisodeOutcome) -> None:
+        shard = shard_of[(episode.task_id, episode.index)]
         if (out.failure_reason or "").startswith(INFRA_ERROR):
-            log.warning("Task %d episode %d not recorded (%s); rerun the command to retry it",
-                        episode.task_id, episode.index, out.failure_reason)
+            run_dir.add_infra_error(shard.name, _infra_entry(episode, out.failure_reason))
+            failed.append(episode)
             return
-        instruction = spec.instructions[episode.task_id]
         if sink:
             sink(episode, out)
-        video = _save_video(spec, episode, out, instruction) if out.frames else None
+        video = _save_video(spec, episode, out, spec.instructions[episode.task_id]) if out.frames else None
         rec = _record(spec, policies[0].checkpoint_id, episode, out, video)
-        append_record(run_dir.record_file(shard_of[(episode.task_id, episode.index)].name), rec)
+        append_record(run_dir.record_file(shard.name), rec)
         if on_episode:
             on_episode(rec)
 
     try:
-        RolloutLoop(slots, policies, spec.protocol).run(episodes, done)
+        queue = episodes
+        for attempt in range(spec.infra_retries + 1):
+            RolloutLoop(slots, policies, spec.protocol).run(queue, done)
+            queue, failed[:] = list(failed), []
+            if queue and attempt < spec.infra_retries:
+                log.warning("Retrying %d episodes after infrastructure errors (retry %d of %d)",
+                            len(queue), attempt + 1, spec.infra_retries)
     finally:
         for slot in slots:
             slot.close()
+    for episode in queue:
+        log.warning("Task %d episode %d not scored: infrastructure error %d times; rerun the command to retry it",
+                    episode.task_id, episode.index, spec.infra_retries + 1)
     return len(episodes)
+
+
+def _infra_entry(episode: Episode, reason: str) -> dict[str, Any]:
+    return {"task_id": episode.task_id, "episode_index": episode.index, "reason": reason,
+            "host": provenance.host(), "job_id": provenance.job_id(),
+            "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
 
 
 def run_shard(spec: RunSpec, shard: Shard, on_episode: Callable[[EpisodeRecord], None] | None = None) -> int:

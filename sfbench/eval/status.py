@@ -15,7 +15,10 @@ ACTIVE_STATES = ("RUNNING", "PENDING", "REQUEUED", "CONFIGURING", "COMPLETING", 
 
 @dataclass(frozen=True)
 class ShardStatus:
-    """Where one planned shard stands: ``done``, ``running``, ``failed`` or ``missing``."""
+    """Where one planned shard stands: ``done``, ``running``, ``failed`` or ``missing``.
+
+    ``infra_errors`` counts its unrecorded episodes that hit an infrastructure error (to retry).
+    """
 
     task_id: int
     episodes: tuple[int, ...]
@@ -23,6 +26,7 @@ class ShardStatus:
     state: str
     job_id: str | None
     job_state: str | None
+    infra_errors: int = 0
 
 
 def shard_status(run_dir: Path, submitit_folder: Path | None = None) -> list[ShardStatus]:
@@ -32,6 +36,7 @@ def shard_status(run_dir: Path, submitit_folder: Path | None = None) -> list[Sha
     done = {(r.task_id, r.episode_index) for r in layout.load_records()}
     latest = {(j["task_id"], tuple(j["episodes"])): j["job_id"] for j in layout.load_jobs()}
     states = job_states(submitit_folder or layout.submitit, sorted(set(latest.values()))) if latest else {}
+    infra = layout.load_infra_errors()
     rows = []
     for shard in plan:
         key = (shard["task_id"], tuple(shard["episodes"]))
@@ -46,7 +51,8 @@ def shard_status(run_dir: Path, submitit_folder: Path | None = None) -> list[Sha
             state = "failed"
         else:
             state = "missing"
-        rows.append(ShardStatus(key[0], key[1], recorded, state, job_id, job_state))
+        unscored = sum((key[0], e) in infra and (key[0], e) not in done for e in key[1])
+        rows.append(ShardStatus(key[0], key[1], recorded, state, job_id, job_state, unscored))
     return rows
 
 

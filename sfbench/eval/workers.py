@@ -6,8 +6,11 @@ Each worker is a ``spawn``-ed process (never ``fork``: EGL contexts do not survi
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
+import os
 import signal
+import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -19,13 +22,25 @@ from sfbench.core.logs import quiet_third_party_logs
 from sfbench.core.protocol import Protocol
 from sfbench.eval.rollout import INFRA_ERROR, Episode, EpisodeFailure, LocalSlot
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
-def _serve(conn: Connection, make_env: Callable[[int], gym.Env], protocol: Protocol) -> None:
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this worker when its parent dies, even by SIGKILL (Linux only)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(0)
+
+
+def _serve(conn: Connection, make_env: Callable[[int], gym.Env], protocol: Protocol, parent_pid: int) -> None:
     """Worker main loop: answer ``reset`` / ``step`` commands until ``close``.
 
     Ctrl-C reaches the whole process group; workers ignore it and let the parent stop them, so
-    that episodes in flight are dropped (and rerun on resume) instead of recorded as crashes.
+    that episodes in flight are dropped (and rerun on resume) instead of recorded as crashes. A
+    worker whose parent is gone exits at once and quietly.
     """
+    _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     quiet_third_party_logs()
     slot = LocalSlot(make_env, protocol)
@@ -39,8 +54,8 @@ def _serve(conn: Connection, make_env: Callable[[int], gym.Env], protocol: Proto
                 conn.send(("ok", slot.wait()))
             except EpisodeFailure as failure:
                 conn.send(("failure", failure.reason))
-    except (EOFError, KeyboardInterrupt):
-        pass
+    except (EOFError, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
+        pass  # the parent is gone or stopping
     finally:
         slot.close()
 
@@ -55,7 +70,7 @@ class WorkerSlot:
     def _start(self) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child, *self.args), daemon=True)
+        self.process = ctx.Process(target=_serve, args=(child, *self.args, os.getpid()), daemon=True)
         self.process.start()
         child.close()
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import logging
 import os
 from collections import Counter, defaultdict
@@ -13,7 +15,9 @@ from pathlib import Path
 
 from sfbench import __version__
 from sfbench.config.tree import group_choices, load_suite
+from sfbench.core.errors import SfbenchError
 from sfbench.eval.records import EpisodeRecord, load_records
+from sfbench.eval.rundir import RunDir
 from sfbench.report.aggregate import Rate, rate_of, wilson_interval
 
 log = logging.getLogger(__name__)
@@ -28,14 +32,17 @@ PAPER_PROTOCOL = "paper_table1"
 
 @dataclass(frozen=True)
 class Row:
-    """One leaderboard row: a (policy, checkpoint, suite, task set, protocol) cell.
+    """One leaderboard row: a (policy, checkpoint, policy config, suite, task set, protocol) cell.
 
+    ``policy_config`` is a short hash of the runs' whole policy config (``""`` when unknown), so
+    runs that differ in any policy setting never share a cell.
     ``tasks`` is ``all`` for the whole suite, else the task ids (``0-2,5``): a score over some
     tasks is never shown as a suite score. ``episodes_per_task`` is one number, or ``min-max``.
     """
 
     policy: str
     checkpoint: str
+    policy_config: str
     suite: str
     tasks: str
     episodes_per_task: str
@@ -51,9 +58,9 @@ class Row:
 
 
 def _row(key: tuple[str, ...], rate: Rate, source: str, day: str, per_task: str) -> Row:
-    policy, checkpoint, suite, tasks, protocol, phash = key
+    policy, checkpoint, config, suite, tasks, protocol, phash = key
     r = lambda x: round(x, 4)  # noqa: E731
-    return Row(policy, checkpoint, suite, tasks, per_task, protocol, phash, rate.n, r(rate.success_rate),
+    return Row(policy, checkpoint, config, suite, tasks, per_task, protocol, phash, rate.n, r(rate.success_rate),
                r(rate.ci_low), r(rate.ci_high), source, day, __version__)
 
 
@@ -86,18 +93,31 @@ def _overall(rates: dict[str, Rate]) -> Rate | None:
 
 
 def _cells(runs_dirs: tuple[Path, ...]) -> dict[tuple, dict[tuple, EpisodeRecord]]:
-    """(policy, checkpoint, suite, task set, protocol, hash) -> records by episode key.
+    """(policy, checkpoint, policy config, suite, task set, protocol, hash) -> records by episode key.
 
     The task set is each run's own, per suite, so runs over different task sets never share a cell.
+    A run that cannot be read is skipped with a warning; it never stops the others.
     """
     cells: dict[tuple, dict[tuple, EpisodeRecord]] = defaultdict(dict)
     for run_dir in sorted(p for d in runs_dirs if d.is_dir() for p in d.iterdir() if p.is_dir()):
-        records = load_records(run_dir)
+        try:
+            records, config = load_records(run_dir), _config_id(RunDir(run_dir))
+        except (OSError, ValueError, SfbenchError) as e:
+            log.warning("Skipping run %s: it cannot be read (%s: %s)", run_dir, type(e).__name__, e)
+            continue
         tasks = {s: task_set(s, {r.task_id for r in records if r.suite == s}) for s in {r.suite for r in records}}
         for rec in records:
-            cell = cells[(rec.policy, rec.checkpoint, rec.suite, tasks[rec.suite], rec.protocol, rec.protocol_hash)]
-            cell[rec.key] = _first_finished(cell.get(rec.key), rec)
+            key = (rec.policy, rec.checkpoint, config, rec.suite, tasks[rec.suite], rec.protocol, rec.protocol_hash)
+            cells[key][rec.key] = _first_finished(cells[key].get(rec.key), rec)
     return cells
+
+
+def _config_id(run: RunDir) -> str:
+    """Short hash of a run's policy config, from its ``command.json``; ``""`` for runs without one."""
+    if not run.has_command():
+        return ""
+    policy = run.load_command().get("identity", {}).get("policy")
+    return hashlib.sha256(json.dumps(policy, sort_keys=True).encode()).hexdigest()[:8] if policy else ""
 
 
 def _first_finished(kept: EpisodeRecord | None, new: EpisodeRecord) -> EpisodeRecord:
@@ -120,15 +140,15 @@ def measured_rows(*runs_dirs: Path) -> list[Row]:
         recs = list(by_episode.values())
         rate, day = rate_of(recs), max(r.finished_at for r in recs)[:10]
         rows.append(_row(key, rate, "measured", day, _per_task(recs)))
-        if key[3] == ALL_TASKS:
-            by_group[(key[0], key[1], key[4], key[5])][key[2]] = (rate, day, _per_task(recs))
-    for (policy, ckpt, protocol, phash), suites in sorted(by_group.items()):
+        if key[4] == ALL_TASKS:
+            by_group[(*key[:3], *key[5:])][key[3]] = (rate, day, _per_task(recs))
+    for (policy, ckpt, config, protocol, phash), suites in sorted(by_group.items()):
         overall = _overall({s: r for s, (r, _, _) in suites.items()})
         if overall:
             day = max(d for _, d, _ in suites.values())
             per_task = sorted({p for _, _, p in suites.values()})
-            rows.append(_row((policy, ckpt, "libero_overall", ALL_TASKS, protocol, phash), overall, "measured", day,
-                             per_task[0] if len(per_task) == 1 else "mixed"))
+            key = (policy, ckpt, config, "libero_overall", ALL_TASKS, protocol, phash)
+            rows.append(_row(key, overall, "measured", day, per_task[0] if len(per_task) == 1 else "mixed"))
     return rows
 
 
@@ -145,7 +165,7 @@ def paper_rows(reference_dir: Path) -> list[Row]:
                 low, high = wilson_interval(round(p * n), n)
                 rate = Rate(n, round(p * n), p, low, high)
                 name = "libero_overall" if suite == "overall" else suite
-                rows.append(_row((rec["policy"], "paper", name, ALL_TASKS, PAPER_PROTOCOL, ""), rate, "paper", day,
+                rows.append(_row((rec["policy"], "paper", "", name, ALL_TASKS, PAPER_PROTOCOL, ""), rate, "paper", day,
                                  str(PAPER_TRIALS_PER_TASK)))
     return rows
 

@@ -60,7 +60,7 @@ def run_collect(cfg: DictConfig) -> tuple[RunSpec, dict]:
     bar = ProgressBar(spec, sum(len(e) for e in pending(spec, shards, recorded).values()), cfg.collect.progress)
     with bar.bar:
         run_shards(spec, shards, num_workers=spec.num_workers, on_episode=bar.on_episode,
-                   requirements=DEMO_REQUIREMENTS, sink=keep, recorded=recorded)
+                   requirements=DEMO_REQUIREMENTS, sink=keep)
     summary = summarize(spec.run_dir)
     write_json_atomic(layout.demos / "index.json", {
         "files": sorted(str(p.name) for p in layout.demos.glob("*.hdf5")),

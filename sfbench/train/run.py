@@ -14,7 +14,7 @@ from sfbench.config.compose import compose_config
 from sfbench.config.schema import make_config
 from sfbench.config.sweep import expand_sweeps
 from sfbench.core.errors import InvalidConfig
-from sfbench.core.io import check_run_id
+from sfbench.core.io import check_output_dir, check_run_id
 from sfbench.launch.executors import LauncherConfig, submit_calls
 from sfbench.train.rundir import CONFIG
 from sfbench.train.trainer import RUNTIME_SETTINGS, TrainJob, check_job, job_from_config
@@ -36,6 +36,7 @@ def _resolve(overrides: list[str]) -> tuple[dict[str, Any], TrainJob]:
         raise InvalidConfig(f"Missing required value: {e.full_key} (set {e.full_key}=...)") from None
     run_id = check_run_id(str(container["run_id"])) if container["run_id"] is not None else \
         make_train_run_id(container)
+    check_output_dir(Path(container["output_dir"]))
     run_dir = Path(container["output_dir"]) / run_id
     job = job_from_config(container, run_dir)
     check_job(job)

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,11 +141,16 @@ class Trainer:
         ckpt = latest_checkpoint(self.run_dir)
         if ckpt is None:
             return 0
-        state = self.policy.load_weights(ckpt)
-        training = torch.load(ckpt / TRAINING_STATE, weights_only=True, map_location=self.device)
-        self.optimizer.load_state_dict(training["optimizer"])
-        if self.sf:
-            self.sf.load_state_dict(training["projector"])
+        try:
+            state = self.policy.load_weights(ckpt)
+            training = torch.load(ckpt / TRAINING_STATE, weights_only=True, map_location=self.device)
+            self.optimizer.load_state_dict(training["optimizer"])
+            if self.sf:
+                self.sf.load_state_dict(training["projector"])
+        except (OSError, RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise InvalidConfig(f"Cannot resume from damaged checkpoint {ckpt} ({reason}); delete that directory "
+                                "to resume from the one before it") from None
         log.info("Resuming %s from %s", self.run_dir.name, ckpt)
         return int(state["step"])
 

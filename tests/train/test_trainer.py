@@ -54,6 +54,17 @@ def test_resumed_run_equals_the_uninterrupted_run(tmp_path, monkeypatch):
     assert logged == [5, 10, 15, 20], "steps logged before the interruption but after its checkpoint are dropped"
 
 
+def test_a_truncated_training_state_on_resume_is_one_clear_error(tmp_path):
+    j = job(tmp_path, "torn", steps=10)
+    j()
+    state = latest_checkpoint(j.run_dir) / "training_state.pt"
+    state.write_bytes(state.read_bytes()[:100])
+    resumed = job(tmp_path, "torn", steps=20)
+    with pytest.raises(SfbenchError, match=r"damaged checkpoint .*step_000010.*delete that directory") as e:
+        resumed()
+    assert "\n" not in str(e.value)
+
+
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     j = job(tmp_path, "nan")
     original_forward = TinyVLA.forward
