@@ -1,8 +1,8 @@
-"""One writer per shard: an exclusive ``flock`` on the shard's records file.
+"""One writer per shard (an exclusive ``flock`` on its records file), one starter per run.
 
 A lock lives as long as its descriptor, so a crashed or killed process never leaves a stale one.
-Locks are taken without blocking; a process never holds a lock while it waits for another, so
-concurrent commands (or a resubmitted cluster job beside an old one) cannot deadlock.
+Shard locks are taken without blocking, and a process never holds one while it waits for another,
+so concurrent commands (or a resubmitted cluster job beside an old one) cannot deadlock.
 """
 
 from __future__ import annotations
@@ -40,10 +40,12 @@ def locked(paths: Iterable[Path]) -> Iterator[set[Path]]:
             os.close(fd)
 
 
-def wait_until_free(path: Path) -> None:
-    """Block until no other process holds the lock on ``path`` (without keeping it)."""
+@contextmanager
+def held(path: Path) -> Iterator[None]:
+    """Hold the lock on ``path``, waiting for it as long as another process holds it."""
     fd = _open(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
         os.close(fd)

@@ -16,6 +16,7 @@ from sfbench.core.io import check_output_dir, check_run_id, write_json_atomic
 from sfbench.core.protocol import Protocol
 from sfbench.envs import task_spec
 from sfbench.eval.dispatch import dispatch
+from sfbench.eval.locks import held
 from sfbench.eval.records import EpisodeRecord
 from sfbench.eval.rundir import RunDir
 from sfbench.eval.shards import RunSpec, Shard, make_run_id, plan_shards
@@ -132,15 +133,17 @@ def start_run(cfg: DictConfig, spec: RunSpec, shards: list[Shard], overrides: li
     ``overrides`` are saved so that ``sfbench merge`` can print the command that finishes the run.
     """
     layout = RunDir(spec.run_dir)
-    records = layout.load_records()
-    _check_same_run(spec, records)
-    identity = run_identity(spec, shards)
-    if layout.has_command():
-        _check_same_identity(spec.run_id, layout.load_command().get("identity"), identity)
-    command = [o for o in overrides if not o.startswith("run_id=")] + [f"run_id={spec.run_id}"]
-    layout.write_start(OmegaConf.to_yaml(cfg), {"hash": spec.protocol.hash, **spec.protocol.to_dict()}, {
-        "identity": identity, "overrides": command,
-        "shards": [{"task_id": s.task_id, "episodes": list(s.episodes)} for s in shards]})
+    layout.path.mkdir(parents=True, exist_ok=True)
+    with held(layout.start_lock):  # two commands started at once: the second sees the first's identity
+        records = layout.load_records()
+        _check_same_run(spec, records)
+        identity = run_identity(spec, shards)
+        if layout.has_command():
+            _check_same_identity(spec.run_id, layout.load_command().get("identity"), identity)
+        command = [o for o in overrides if not o.startswith("run_id=")] + [f"run_id={spec.run_id}"]
+        layout.write_start(OmegaConf.to_yaml(cfg), {"hash": spec.protocol.hash, **spec.protocol.to_dict()}, {
+            "identity": identity, "overrides": command,
+            "shards": [{"task_id": s.task_id, "episodes": list(s.episodes)} for s in shards]})
     return {r.key for r in records}
 
 

@@ -8,6 +8,7 @@
   infra/<shard>.jsonl  infrastructure errors (unscored, retried): task_id, episode_index, reason, ...
   videos/task<T>_ep<E>.mp4                           submitit/       cluster job logs
   demos/               (sfbench collect) LIBERO-layout HDF5 files
+  .start.lock          held while a command checks the run's identity and writes the start files
 ```
 """
 
@@ -57,6 +58,11 @@ class RunDir:
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue  # a torn line of a crashed writer
         return errors
+
+    @property
+    def start_lock(self) -> Path:
+        """Lock file held while a command checks the run's identity and writes its start files."""
+        return self.path / ".start.lock"
 
     @property
     def summary(self) -> Path:

@@ -16,7 +16,7 @@ from sfbench.config.tree import SuiteConfig
 from sfbench.core import provenance
 from sfbench.core.protocol import Protocol
 from sfbench.envs import make_env
-from sfbench.eval.locks import locked, wait_until_free
+from sfbench.eval.locks import held, locked
 from sfbench.eval.records import EpisodeRecord, append_record
 from sfbench.eval.rollout import INFRA_ERROR, Episode, EpisodeOutcome, RolloutLoop
 from sfbench.eval.rundir import RunDir
@@ -145,7 +145,8 @@ def run_shards(
         busy = [s for s in todo if s not in own]
         if busy:
             log.info("Shard %s of %s is being run by another process; waiting for it", busy[0].name, spec.run_id)
-            wait_until_free(run_dir.record_file(busy[0].name))
+            with held(run_dir.record_file(busy[0].name)):
+                pass  # its owner has finished or died
         todo = _unfinished(spec, busy)
     return ran
 

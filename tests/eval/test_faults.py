@@ -217,6 +217,21 @@ def test_two_concurrent_evals_of_one_run_share_its_shards(tmp_path):
 
 
 @pytest.mark.sim
+def test_two_evals_of_different_policies_started_at_once_on_one_run_id_are_never_mixed(tmp_path):
+    args = ["eval", "policy=zero", "eval.tasks=[0]", "eval.episodes_per_task=2", "eval.videos_per_task=0",
+            "protocol.max_steps.libero_spatial=5", "eval.progress=false", f"output_dir={tmp_path}", "run_id=same"]
+    exe = Path(sys.executable).with_name("sfbench")
+    procs = [subprocess.Popen([str(exe), *args, *extra], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for extra in ([], ["policy.chunk_size=4"])]
+    outs = [p.communicate(timeout=600) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], outs
+    refused = next(err for p, (_, err) in zip(procs, outs, strict=True) if p.returncode == 2)
+    assert "policy.chunk_size" in refused and len(refused.strip().splitlines()) == 1, refused
+    assert sorted(_shard_records(tmp_path / "same")) == [(0, 0), (0, 1)]
+
+
+@pytest.mark.sim
 def test_sigterm_stops_an_eval_and_its_workers_with_one_line(tmp_path):
     exe = Path(sys.executable).with_name("sfbench")
     proc = subprocess.Popen([str(exe), "eval", "policy=zero", "eval.tasks=[0]", "eval.episodes_per_task=2",
