@@ -89,11 +89,12 @@ class Policy(abc.ABC):
         return None
 
     @classmethod
-    def check_config(cls, config: Any, action_dim: int) -> None:
-        """Check, without loading weights, that ``config`` can run on a suite of ``action_dim`` actions.
+    def check_config(cls, config: Any, task: TaskSpec) -> None:
+        """Check, without loading weights, that ``config`` can run on the suite of ``task``.
 
         Called before a run creates anything; raise an ``SfbenchError`` (a missing checkpoint, a
-        checkpoint trained for another action space). The default accepts everything.
+        checkpoint trained for another action space or without statistics for this suite). The
+        default accepts everything.
         """
         return None
 

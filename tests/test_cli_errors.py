@@ -43,6 +43,8 @@ def test_help_lists_the_commands():
 @pytest.mark.parametrize(("args", "expected"), [
     (["eval", "policy=tiny_vla", "policy.checkpoint=/nonexistent"], ["Checkpoint directory not found", "/nonexistent"]),
     (["eval", "policy=tiny_vla_sf"], ["needs a trained checkpoint"]),
+    (["eval", "policy=openvla_oft"], ["needs policy.checkpoint=<OpenVLA-OFT checkpoint directory>"]),
+    (["eval", "policy=openvla_oft", "policy.checkpoint=/tmp"], ["Not an OpenVLA-OFT checkpoint: missing config.json"]),
     (["collect", "launcher=slurm"], ["Unknown config group of sfbench collect 'launcher'", "suite"]),
     (["train", "data.path=/nonexistent/demos"], ["No dataset at data.path=/nonexistent/demos"]),
     (["train", "align=sph"], ["Unknown align 'sph'", "sf"]),

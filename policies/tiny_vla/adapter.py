@@ -61,16 +61,16 @@ class TinyVLAPolicy(TrainablePolicy):
         return policy
 
     @classmethod
-    def check_config(cls, config: TinyVLAConfig, action_dim: int) -> None:
-        """The checkpoint exists, is complete, matches ``config`` and acts in ``action_dim`` dimensions."""
+    def check_config(cls, config: TinyVLAConfig, task: TaskSpec) -> None:
+        """The checkpoint exists, is complete, matches ``config`` and acts in the suite's action dimensions."""
         if config.checkpoint is None:
             raise MissingAsset(f"Policy {config.name} needs a trained checkpoint: set policy.checkpoint=<directory "
                                "written by the trainer>; it never runs with random weights.")
         trained = read_config(Path(config.checkpoint))
         _check_same_architecture(config, trained)
-        if trained.action_dim != action_dim:
+        if trained.action_dim != task.action_dim:
             raise InvalidConfig(f"Checkpoint '{config.checkpoint}' acts in {trained.action_dim} dimensions; "
-                                f"the suite's actions have {action_dim}")
+                                f"the suite's actions have {task.action_dim}")
 
     @classmethod
     def content_id(cls, config: TinyVLAConfig) -> str | None:

@@ -86,7 +86,7 @@ def make_run_spec(cfg: DictConfig, section: str = "eval") -> tuple[RunSpec, list
     protocol.max_steps_for(suite.protocol_suite)
     specs = {t: task_spec(suite, t) for t in tasks}
     family = family_of(policy)
-    family.check_config(policy_config, specs[tasks[0]].action_dim)
+    family.check_config(policy_config, specs[tasks[0]])
     sha = family.content_id(policy_config)
     run_id = check_run_id(str(cfg.run_id)) if cfg.run_id is not None else make_run_id(policy, suite.name, protocol, sha)
     check_output_dir(Path(cfg.output_dir))

@@ -1,0 +1,179 @@
+"""The one owner of OpenVLA-OFT's checkpoint directory layout (read and write), as released.
+
+```
+<dir>/config.json                      OpenVLAConfig: towers (timm ids), text_config (diff over Llama defaults)
+      model.safetensors.index.json     weight_map: parameter -> shard; any number of shards
+      model-0000k-of-0000N.safetensors vision_backbone.*, projector.*, language_model.*
+      action_head--<step>_checkpoint.pt, proprio_projector--<step>_checkpoint.pt   (``module.`` stripped)
+      dataset_statistics.json          {<unnorm key>: {action: {q01, q99, mask, ...}, proprio: {q01, q99}}}
+      preprocessor_config.json         tvf_normalize_params: the (bf16-rounded) per-tower mean / std used
+      tokenizer.json (+ tokenizer.model, tokenizer_config.json, ...)
+```
+Remote code files in the directory (``modeling_prismatic.py``, ...) are never imported.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from transformers import LlamaConfig
+
+from sfbench.core.errors import InvalidConfig, MissingAsset
+from sfbench.policies.openvla_oft.constants import (
+    ACTION_HEAD_PREFIX,
+    CONFIG_FILE,
+    INDEX_FILE,
+    LLAMA_DEFAULTS,
+    PREPROCESSOR_FILE,
+    PROPRIO_PREFIX,
+    STATS_FILE,
+    TOKENIZER_FILE,
+)
+from sfbench.policies.openvla_oft.model import OpenVLAOFT
+from sfbench.policies.openvla_oft.vit import TowerSpec, tower_spec
+
+# sfbench's tiny checkpoints give their tower shapes here (the real ones name timm ids only).
+TOWER_SPECS_KEY = "sfbench_tower_specs"
+
+
+@dataclass(frozen=True)
+class OFTCheckpoint:
+    """What a checkpoint directory holds, read without loading any weight."""
+
+    path: Path
+    dino: TowerSpec
+    siglip: TowerSpec
+    llama: LlamaConfig
+    shards: tuple[Path, ...]
+    action_head: Path
+    proprio_projector: Path
+    stats: dict[str, Any]
+    image_stats: tuple[tuple[list[float], list[float]], ...]  # (mean, std) per tower
+
+    @property
+    def weight_files(self) -> tuple[Path, ...]:
+        """Every file whose bytes are weights (what the content hash covers)."""
+        return (*self.shards, self.action_head, self.proprio_projector)
+
+
+def _need(path: Path) -> Path:
+    if not path.is_file():
+        raise MissingAsset(f"Not an OpenVLA-OFT checkpoint: missing {path.name} in {path.parent}")
+    return path
+
+
+def _aux(path: Path, prefix: str) -> Path:
+    """The one ``<prefix>*checkpoint.pt`` file (OFT's ``find_checkpoint_file``)."""
+    found = sorted(p for p in path.glob(f"{prefix}*") if "checkpoint" in p.name)
+    if len(found) != 1:
+        what = "no" if not found else f"{len(found)}"
+        raise MissingAsset(f"Not an OpenVLA-OFT checkpoint: {what} {prefix}*checkpoint.pt file in {path}")
+    return found[0]
+
+
+def llama_config(text_config: dict[str, Any]) -> LlamaConfig:
+    """``text_config`` over the transformers-4.40.1 Llama defaults (not today's defaults)."""
+    fields = {**LLAMA_DEFAULTS, **{k: v for k, v in text_config.items() if k != "model_type"}}
+    fields.pop("torch_dtype", None)
+    return LlamaConfig(**fields)
+
+
+def read_checkpoint(path: str | Path) -> OFTCheckpoint:
+    """Parse a checkpoint directory; a missing file is named in one clear error."""
+    path = Path(path)
+    if not path.is_dir():
+        raise MissingAsset(f"Checkpoint directory not found: {path}")
+    config = json.loads(_need(path / CONFIG_FILE).read_text())
+    ids, specs = config.get("timm_model_ids", []), config.get(TOWER_SPECS_KEY) or [None, None]
+    if len(ids) != 2 or not config.get("use_fused_vision_backbone", False):
+        raise InvalidConfig(f"{path / CONFIG_FILE}: expected a fused two-tower backbone, got timm_model_ids={ids}")
+    index = json.loads(_need(path / INDEX_FILE).read_text())
+    shards = tuple(_need(path / name) for name in sorted(set(index["weight_map"].values())))
+    pre = json.loads(_need(path / PREPROCESSOR_FILE).read_text())
+    image_stats = tuple((p["mean"], p["std"]) for p in pre.get("tvf_normalize_params") or
+                        [{"mean": m, "std": s} for m, s in zip(pre["means"], pre["stds"], strict=True)])
+    _need(path / TOKENIZER_FILE)
+    return OFTCheckpoint(path, tower_spec(ids[0], specs[0]), tower_spec(ids[1], specs[1]),
+                         llama_config(config.get("text_config", {})), shards, _aux(path, ACTION_HEAD_PREFIX),
+                         _aux(path, PROPRIO_PREFIX), json.loads(_need(path / STATS_FILE).read_text()), image_stats)
+
+
+def _strip_module(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load_part(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Load ``state`` into ``module`` after checking every key and shape against the config."""
+    own = module.state_dict()
+    for key, value in state.items():
+        if key not in own:
+            raise InvalidConfig(f"{source.name}: unexpected tensor {key} for this config.json")
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise InvalidConfig(f"{source.name}: {key} has shape {tuple(value.shape)}, config.json implies "
+                                f"{tuple(own[key].shape)}")
+    module.load_state_dict(state, strict=False)
+
+
+def load_model(ckpt: OFTCheckpoint, dtype: torch.dtype = torch.float32, device: str = "cpu") -> OpenVLAOFT:
+    """Build the network of ``ckpt`` and load every shard and auxiliary file (no remote code)."""
+    model = OpenVLAOFT(ckpt.dino, ckpt.siglip, ckpt.llama)
+    seen: set[str] = set()
+    for shard in ckpt.shards:
+        with safe_open(shard, framework="pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+        _load_part(model.vla, state, shard)
+        seen |= set(state)
+    missing = sorted(set(model.vla.state_dict()) - seen)
+    if missing:
+        raise InvalidConfig(f"Checkpoint {ckpt.path} lacks {len(missing)} tensors of its config, e.g. {missing[0]}")
+    for part, file in ((model.action_head, ckpt.action_head), (model.proprio_projector, ckpt.proprio_projector)):
+        state = _strip_module(torch.load(file, map_location="cpu", weights_only=True))
+        _load_part(part, state, file)
+        absent = sorted(set(part.state_dict()) - set(state))
+        if absent:
+            raise InvalidConfig(f"{file.name} lacks {absent[0]}")
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def write_checkpoint(path: Path, model: OpenVLAOFT, config: dict[str, Any], *, stats: dict[str, Any],
+                     preprocessor: dict[str, Any], tokenizer_json: str, suffix: str,
+                     max_shard_bytes: int = 2 << 30) -> Path:
+    """Write ``model`` in the released layout (bf16 shards, fp32/bf16 aux ``.pt`` files).
+
+    ``config`` is the ``config.json`` content; ``suffix`` names the aux files
+    (``<step>_checkpoint.pt`` or ``latest_checkpoint.pt``).
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+    state = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in model.vla.state_dict().items()}
+    groups, size = [[]], 0
+    for key, value in state.items():
+        nbytes = value.numel() * value.element_size()
+        if groups[-1] and size + nbytes > max_shard_bytes:
+            groups, size = [*groups, []], 0
+        groups[-1].append(key)
+        size += nbytes
+    weight_map = {}
+    for i, keys in enumerate(groups, 1):
+        name = f"model-{i:05d}-of-{len(groups):05d}.safetensors"
+        save_file({k: state[k] for k in keys}, path / name, metadata={"format": "pt"})
+        weight_map |= dict.fromkeys(keys, name)
+    total = sum(v.numel() * v.element_size() for v in state.values())
+    (path / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    torch.save(model.action_head.state_dict(), path / f"{ACTION_HEAD_PREFIX}{suffix}")
+    torch.save(model.proprio_projector.state_dict(), path / f"{PROPRIO_PREFIX}{suffix}")
+    (path / STATS_FILE).write_text(json.dumps(stats, indent=2))
+    (path / PREPROCESSOR_FILE).write_text(json.dumps(preprocessor, indent=2))
+    (path / TOKENIZER_FILE).write_text(tokenizer_json)
+    return path
+
+
+def tower_specs_json(dino: TowerSpec, siglip: TowerSpec) -> list[dict[str, Any]]:
+    """The ``sfbench_tower_specs`` entry of a tiny checkpoint's config.json."""
+    return [asdict(dino), asdict(siglip)]
