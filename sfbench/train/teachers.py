@@ -3,7 +3,7 @@
 - ``geometry`` (:class:`GeometryTeacher`, the default here): exact 3-D supervision built from the
   simulator's own depth and camera matrices, encoded with fixed random Fourier features. It is a
   stand-in for VGGT where VGGT-1B cannot be downloaded, and is named as such in every result.
-- ``vggt`` (:class:`VGGTTeacher`): the paper's teacher, VGGT-1B's last aggregator layer.
+- ``vggt`` (:class:`VGGTTeacher`): the paper's teacher, VGGT-1B's last aggregator layer (plain torch).
 - ``dinov2`` (:class:`DinoV2Teacher`): the 2-D-only ablation teacher (paper: VGGT > DINOv2).
 
 Teachers have no trainable parameters and run without gradient. :class:`FeatureCache` stores their
@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from sfbench.core.errors import MissingAsset, UnknownChoice
 from sfbench.core.geometry import point_map
+from sfbench.train.vggt import PATCH, SPECIAL_TOKENS, load_aggregator
 
 __all__ = ["DinoV2Teacher", "FeatureCache", "GeometryTeacher", "Teacher", "VGGTTeacher", "make_teacher"]
 
@@ -175,35 +176,21 @@ def _normals(points: torch.Tensor) -> torch.Tensor:
 
 
 class VGGTTeacher(Teacher):
-    """VGGT-1B's last aggregator layer, patch tokens only (the paper's teacher).
+    """VGGT's last aggregator layer, patch tokens only (the paper's teacher; VGGT-1B: 2048-d, 37 x 37).
 
-    All views of a sample go in jointly as one multi-view set (as the official code), resized to
-    518 px (37 x 37 patches of 14 px); tokens before ``patch_start_idx`` (camera + register) are
-    dropped. 2048-d (frame- and global-attention outputs concatenated). bf16 autocast on CUDA.
+    Plain torch (:mod:`sfbench.train.vggt`), loaded from a local ``model.pt``. All views of a
+    sample go in jointly as one multi-view set; each is resized bicubically to the model's input
+    size (518 px for VGGT-1B), without antialiasing or clamping, as SF's OpenVLA path does; the
+    camera and register tokens are dropped. bf16 autocast on CUDA.
     """
 
     name = "vggt"
-    feature_dim = 2048
-    image_size = 518
-    patch_size = 14
 
-    def __init__(self, checkpoint: str):
-        try:
-            from vggt.models.vggt import VGGT
-        except ImportError:
-            raise MissingAsset(
-                "The vggt teacher needs the vggt package: pip install vggt (or pip install "
-                "git+https://github.com/facebookresearch/vggt)"
-            ) from None
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise MissingAsset(
-                f"VGGT-1B weights not found: '{path}' (download facebook/VGGT-1B model.pt there)"
-            )
-        self.checkpoint = str(path)
-        self.model = VGGT()
-        self.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        self.model.eval().requires_grad_(False)
+    def __init__(self, checkpoint: str, heads: int = 16, embed_heads: int = 16):
+        self.checkpoint = str(checkpoint)
+        self.model = load_aggregator(checkpoint, heads, embed_heads)
+        self.image_size = self.model.shape.image_size
+        self.feature_dim = 2 * self.model.shape.dim
 
     def cache_key(self) -> str:
         """Teacher name + weights identity (path, size, mtime)."""
@@ -216,16 +203,13 @@ class VGGTTeacher(Teacher):
 
     @torch.no_grad()
     def features(self, images: torch.Tensor, geometry: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Last-layer patch tokens (B, V, 2048, 37, 37)."""
+        """Last-layer patch tokens (B, V, 2 * dim, side, side)."""
         b, v = images.shape[:2]
-        side = self.image_size // self.patch_size
-        x = F.interpolate(
-            images.flatten(0, 1).float(), size=(self.image_size,) * 2, mode="bicubic", align_corners=False
-        )
-        x = x.clamp(0.0, 1.0).reshape(b, v, 3, self.image_size, self.image_size)
+        size, side = self.image_size, self.image_size // PATCH
+        x = F.interpolate(images.flatten(0, 1).float(), size=(size, size), mode="bicubic", align_corners=False)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.is_cuda):
-            tokens, patch_start = self.model.aggregator(x)
-        patches = tokens[-1][:, :, patch_start:].float()  # (B, V, 37*37, 2048)
+            tokens = self.model(x.reshape(b, v, 3, size, size))
+        patches = tokens[:, :, SPECIAL_TOKENS:].float()
         return patches.reshape(b, v, side, side, -1).permute(0, 1, 4, 2, 3)
 
 

@@ -83,18 +83,7 @@ def test_unknown_teacher_lists_the_choices():
         make_teacher("vgtt")
 
 
-def test_vggt_without_package_says_how_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "vggt", None)
-    with pytest.raises(MissingAsset, match="pip install vggt"):
-        VGGTTeacher("/nonexistent/model.pt")
-
-
-def test_vggt_missing_weights_names_the_path(monkeypatch, weird_tmp_path):
-    fake = types.ModuleType("vggt.models.vggt")
-    fake.VGGT = object
-    for name in ("vggt", "vggt.models"):
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-    monkeypatch.setitem(sys.modules, "vggt.models.vggt", fake)
+def test_vggt_missing_weights_names_the_path(weird_tmp_path):
     path = weird_tmp_path / "VGGT-1B" / "model.pt"
     with pytest.raises(MissingAsset, match="VGGT-1B"):
         VGGTTeacher(str(path))
