@@ -57,6 +57,11 @@ class TrainablePolicy(Policy, abstract=True):
     def for_training(cls, config: Any) -> TrainablePolicy:
         """A randomly initialised policy of ``config``'s architecture (torch's global RNG draws the weights)."""
 
+    @classmethod
+    def check_training(cls, config: Any) -> None:
+        """Check, before a run directory is created, what training needs beyond ``config`` itself."""
+        return None
+
     @property
     @abc.abstractmethod
     def views(self) -> tuple[str, ...]:
@@ -123,4 +128,7 @@ def checkpoint_policy_config(checkpoint: str | Path) -> dict[str, Any]:
         raise InvalidConfig(f"Corrupt checkpoint file '{path}': {e}") from None
     if not isinstance(fields, dict) or "family" not in fields or "name" not in fields:
         raise InvalidConfig(f"'{path}' names no policy family and name (not an sfbench checkpoint?)")
-    return {**fields, "checkpoint": str(checkpoint)}
+    from sfbench.policies import policy_class  # the family's own fields; other keys belong to its format
+
+    own = set(policy_class(fields["family"]).config_class.__dataclass_fields__) | {"family", "name"}
+    return {**{k: v for k, v in fields.items() if k in own}, "checkpoint": str(checkpoint)}

@@ -49,6 +49,7 @@ def test_help_lists_the_commands():
     (["train", "data.path=/nonexistent/demos"], ["No dataset at data.path=/nonexistent/demos"]),
     (["train", "align=sph"], ["Unknown align 'sph'", "sf"]),
     (["train", "train.batch_size=abc"], ["train.batch_size='abc' must be an integer"]),
+    (["train", "policy=openvla_sf"], ["needs policy.base=<openvla-7b or OpenVLA-OFT checkpoint directory>"]),
     (["eval", "policy=zero", "eval.num_workers=two"], ["eval.num_workers='two' must be an integer"]),
     (["probe", "checkpoints=[/nonexistent]"], ["Not a checkpoint directory", "/nonexistent"]),
     (["curves", "runs=[nope]", "curves.train_dir=/nonexistent"], ["No train run 'nope'"]),

@@ -28,4 +28,4 @@ def test_eval_help_lists_keys_defaults_types_and_group_choices(capsys):
 def test_train_help_shows_the_align_group(capsys):
     assert main(["train", "-h"]) == 0
     out = capsys.readouterr().out
-    assert "  align=<sf|tiny_vla_sf>" in out and "  align.alpha = 0.5  (float)" in out
+    assert "  align=<openvla_sf|sf|tiny_vla_sf>" in out and "  align.alpha = 0.5  (float)" in out

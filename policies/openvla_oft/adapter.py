@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from sfbench.core.constants import OBS_AGENTVIEW, OBS_PROPRIO, OBS_WRIST
 from sfbench.core.errors import InvalidConfig, MissingAsset
 from sfbench.core.io import file_sha256
 from sfbench.core.task import TaskSpec
-from sfbench.policies.base import Policy, Requirements
+from sfbench.policies.base import Requirements
 from sfbench.policies.openvla_oft.checkpoint import OFTCheckpoint, load_model, read_checkpoint
-from sfbench.policies.openvla_oft.constants import ACTION_DIM
+from sfbench.policies.openvla_oft.constants import ACTION_DIM, NUM_ACTIONS_CHUNK
+from sfbench.policies.openvla_oft.model import OpenVLAOFT
 from sfbench.policies.openvla_oft.processing import (
     env_actions,
     image_pixels,
@@ -24,6 +28,14 @@ from sfbench.policies.openvla_oft.processing import (
     prompt_ids,
     unnorm_key,
 )
+from sfbench.policies.openvla_oft.training import (
+    add_lora,
+    checkpoint_stats,
+    load_training_checkpoint,
+    save_training_checkpoint,
+    training_tensors,
+)
+from sfbench.policies.trainable import StepOutput, TrainablePolicy, TrainingBatch
 
 VIEWS = (OBS_AGENTVIEW, OBS_WRIST)  # primary, then wrist: OFT's num_images_in_input = 2
 _DIGESTS: dict[tuple, str] = {}
@@ -39,6 +51,8 @@ class OpenVLAOFTConfig:
         unnorm_key: Key of ``dataset_statistics.json``; None = the suite, or ``<suite>_no_noops``.
         center_crop: OFT's 90%-area centre crop (its checkpoints were trained with random crops).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:<i>``; bf16 on CUDA, float32 on CPU.
+        base: Training only: the VLA to fine-tune (``openvla-7b`` or an OFT checkpoint directory).
+        lora_rank, lora_alpha, lora_dropout: The LoRA recipe (OFT / SF: 32, 16, 0.0), on all linear layers.
     """
 
     name: str = "openvla_oft"
@@ -46,6 +60,10 @@ class OpenVLAOFTConfig:
     unnorm_key: str | None = None
     center_crop: bool = True
     device: str = "auto"
+    base: str | None = None
+    lora_rank: int = 32
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
 
 
 def _device(name: str) -> torch.device:
@@ -62,7 +80,7 @@ def _checkpoint(config: OpenVLAOFTConfig) -> OFTCheckpoint:
     return read_checkpoint(config.checkpoint)
 
 
-class OpenVLAOFTPolicy(Policy):
+class OpenVLAOFTPolicy(TrainablePolicy):
     """OpenVLA-OFT's ``predict_action`` with the L1 head, proprio and two views; 8-action chunks."""
 
     name = "openvla_oft"
@@ -144,3 +162,101 @@ class OpenVLAOFTPolicy(Policy):
                             torch.from_numpy(proprio).to(self.device, dtype))
         return result["actions"].float().cpu().numpy()
 
+
+    # ------------------------------------------------------------------ trainable-policy hooks
+    @classmethod
+    def check_training(cls, config: OpenVLAOFTConfig) -> None:
+        """A training run needs ``policy.base``: a VLA directory in the released layout."""
+        if config.base is None:
+            raise MissingAsset(f"sfbench train policy={config.name} needs policy.base=<openvla-7b or OpenVLA-OFT "
+                               "checkpoint directory> (a tiny one: python -m sfbench.policies.openvla_oft.tiny <dir>)")
+        if config.checkpoint is not None:
+            raise InvalidConfig("policy.checkpoint is for evaluation; training starts from policy.base")
+        read_checkpoint(config.base, heads=False)
+
+    @classmethod
+    def for_training(cls, config: OpenVLAOFTConfig) -> OpenVLAOFTPolicy:
+        """The base VLA with LoRA adapters and (fresh or the base's) heads; float32, on CPU until moved."""
+        cls.check_training(config)
+        policy = cls.__new__(cls)
+        policy.config, policy.ckpt = config, read_checkpoint(config.base, heads=False)
+        policy.device, policy.stats = torch.device("cpu"), {}
+        policy.model = load_model(policy.ckpt)
+        add_lora(policy.model, config.lora_rank, config.lora_alpha, config.lora_dropout)
+        policy.tokenizer = load_tokenizer(policy.ckpt.path / "tokenizer.json")
+        return policy
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """Primary, then wrist."""
+        return VIEWS
+
+    @property
+    def chunk_size(self) -> int:
+        """OFT's 8 actions per query."""
+        return NUM_ACTIONS_CHUNK
+
+    @property
+    def num_layers(self) -> int:
+        """Llama layers (``hidden_states[1..L]``)."""
+        return self.ckpt.llama.num_hidden_layers
+
+    @property
+    def hidden_dim(self) -> int:
+        """Llama width."""
+        return self.ckpt.llama.hidden_size
+
+    @property
+    def crop_area(self) -> float:
+        """OFT's 90% centre crop."""
+        return 0.9
+
+    def _grid(self) -> tuple[int, int, int]:
+        side = int(self.model.num_patches ** 0.5)
+        return len(VIEWS), side, side
+
+    def training_batch(self, items: list[dict[str, Any]], generator: torch.Generator, augment: Any) -> TrainingBatch:
+        """Random 90% crops (+ colour jitter) when ``augment`` is given, else centre crops."""
+        tensors, boxes = training_tensors(items, self.ckpt, self.tokenizer, self.stats, augment, generator)
+        return TrainingBatch(tensors, boxes)
+
+    def training_step(self, batch: TrainingBatch, *, hidden_layer: int | None = None) -> StepOutput:
+        """L1 on the normalised chunk; with ``hidden_layer``, that layer's 512 visual-token hidden states."""
+        t = batch.tensors
+        out = self.model(t["pixels"], t["input_ids"], t["proprio"], t["lengths"])
+        loss = F.l1_loss(out["actions"], t["actions"])
+        visual = None
+        if hidden_layer is not None:
+            visual = out["hidden_states"][hidden_layer][:, 1 : 1 + len(VIEWS) * self.model.num_patches]
+        return StepOutput(loss, {"action_loss": loss.item()}, visual, self._grid())
+
+    @torch.no_grad()
+    def visual_hidden(self, obs_batch: list[dict[str, Any]], layer: int) -> torch.Tensor:
+        """Visual-token hidden states (B, 2, D, 16, 16) after ``layer`` (observations of one prompt length)."""
+        ids = [prompt_ids(self.tokenizer, obs["instruction"]) for obs in obs_batch]
+        dtype = next(self.model.parameters()).dtype
+        pixels = torch.stack([torch.cat([image_pixels(obs[v], self.ckpt.image_stats, self.config.center_crop)
+                                         for v in VIEWS]) for obs in obs_batch])
+        proprio = torch.zeros(len(obs_batch), 8)
+        hidden = self.model(pixels.to(self.device, dtype), torch.tensor(ids, device=self.device),
+                            proprio.to(self.device, dtype))["hidden_states"][layer]
+        v, hp, wp = self._grid()
+        visual = hidden[:, 1 : 1 + v * hp * wp].float()
+        return visual.reshape(len(visual), v, hp, wp, -1).permute(0, 1, 4, 2, 3)
+
+    def reinitialized(self, seed: int) -> OpenVLAOFTPolicy:
+        """Same shapes, every weight freshly drawn from ``seed`` (the probe's untrained control)."""
+        torch.manual_seed(seed)
+        fresh = copy.copy(self)
+        fresh.model = OpenVLAOFT(self.ckpt.dino, self.ckpt.siglip, self.ckpt.llama).eval()
+        return fresh
+
+    def save(self, path: Path, *, step: int, extra: dict[str, Any] | None = None) -> Path:
+        """A complete OFT checkpoint (LoRA merged) + ``lora_adapter/`` + ``trainer_state.json``."""
+        key = self.config.unnorm_key or "sfbench_demos"
+        return save_training_checkpoint(path, self.model, self.ckpt, {"family": self.name, "name": self.config.name},
+                                        checkpoint_stats(self.stats, key), {"step": step, **(extra or {})})
+
+    def load_weights(self, path: Path) -> dict[str, Any]:
+        """Resume: the LoRA tensors and heads of a training checkpoint; returns its trainer state."""
+        return load_training_checkpoint(path, self.model)

@@ -51,15 +51,15 @@ class OFTCheckpoint:
     siglip: TowerSpec
     llama: LlamaConfig
     shards: tuple[Path, ...]
-    action_head: Path
-    proprio_projector: Path
+    action_head: Path | None  # None: a base VLA without OFT's heads (e.g. openvla-7b)
+    proprio_projector: Path | None
     stats: dict[str, Any]
     image_stats: tuple[tuple[list[float], list[float]], ...]  # (mean, std) per tower
 
     @property
     def weight_files(self) -> tuple[Path, ...]:
         """Every file whose bytes are weights (what the content hash covers)."""
-        return (*self.shards, self.action_head, self.proprio_projector)
+        return tuple(p for p in (*self.shards, self.action_head, self.proprio_projector) if p is not None)
 
 
 def _need(path: Path) -> Path:
@@ -84,8 +84,12 @@ def llama_config(text_config: dict[str, Any]) -> LlamaConfig:
     return LlamaConfig(**fields)
 
 
-def read_checkpoint(path: str | Path) -> OFTCheckpoint:
-    """Parse a checkpoint directory; a missing file is named in one clear error."""
+def read_checkpoint(path: str | Path, *, heads: bool = True) -> OFTCheckpoint:
+    """Parse a checkpoint directory; a missing file is named in one clear error.
+
+    With ``heads=False`` (a training base such as ``openvla-7b``) the action head, proprio
+    projector and dataset statistics may be absent.
+    """
     path = Path(path)
     if not path.is_dir():
         raise MissingAsset(f"Checkpoint directory not found: {path}")
@@ -99,9 +103,12 @@ def read_checkpoint(path: str | Path) -> OFTCheckpoint:
     image_stats = tuple((p["mean"], p["std"]) for p in pre.get("tvf_normalize_params") or
                         [{"mean": m, "std": s} for m, s in zip(pre["means"], pre["stds"], strict=True)])
     _need(path / TOKENIZER_FILE)
+    has_heads = heads or any(path.glob(f"{ACTION_HEAD_PREFIX}*"))
+    stats = json.loads(_need(path / STATS_FILE).read_text()) if heads or (path / STATS_FILE).is_file() else {}
     return OFTCheckpoint(path, tower_spec(ids[0], specs[0]), tower_spec(ids[1], specs[1]),
-                         llama_config(config.get("text_config", {})), shards, _aux(path, ACTION_HEAD_PREFIX),
-                         _aux(path, PROPRIO_PREFIX), json.loads(_need(path / STATS_FILE).read_text()), image_stats)
+                         llama_config(config.get("text_config", {})), shards,
+                         _aux(path, ACTION_HEAD_PREFIX) if has_heads else None,
+                         _aux(path, PROPRIO_PREFIX) if has_heads else None, stats, image_stats)
 
 
 def _strip_module(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -133,6 +140,8 @@ def load_model(ckpt: OFTCheckpoint, dtype: torch.dtype = torch.float32, device: 
     if missing:
         raise InvalidConfig(f"Checkpoint {ckpt.path} lacks {len(missing)} tensors of its config, e.g. {missing[0]}")
     for part, file in ((model.action_head, ckpt.action_head), (model.proprio_projector, ckpt.proprio_projector)):
+        if file is None:
+            continue  # a base VLA: the heads keep their fresh initialisation
         state = _strip_module(torch.load(file, map_location="cpu", weights_only=True))
         _load_part(part, state, file)
         absent = sorted(set(part.state_dict()) - set(state))
@@ -143,15 +152,17 @@ def load_model(ckpt: OFTCheckpoint, dtype: torch.dtype = torch.float32, device: 
 
 def write_checkpoint(path: Path, model: OpenVLAOFT, config: dict[str, Any], *, stats: dict[str, Any],
                      preprocessor: dict[str, Any], tokenizer_json: str, suffix: str,
-                     max_shard_bytes: int = 2 << 30) -> Path:
-    """Write ``model`` in the released layout (bf16 shards, fp32/bf16 aux ``.pt`` files).
+                     vla_state: dict[str, torch.Tensor] | None = None, max_shard_bytes: int = 2 << 30) -> Path:
+    """Write ``model`` in the released layout (bf16 shards, aux ``.pt`` files as they are).
 
     ``config`` is the ``config.json`` content; ``suffix`` names the aux files
-    (``<step>_checkpoint.pt`` or ``latest_checkpoint.pt``).
+    (``<step>_checkpoint.pt`` or ``latest_checkpoint.pt``); ``vla_state`` replaces
+    ``model.vla.state_dict()`` (e.g. LoRA merged into the base weights).
     """
     path.mkdir(parents=True, exist_ok=True)
     (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
-    state = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in model.vla.state_dict().items()}
+    vla_state = model.vla.state_dict() if vla_state is None else vla_state
+    state = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in vla_state.items()}
     groups, size = [[]], 0
     for key, value in state.items():
         nbytes = value.numel() * value.element_size()

@@ -128,26 +128,35 @@ class OpenVLAOFT(nn.Module):
         """Visual tokens per image."""
         return self.vla.vision_backbone.featurizer.pos_embed.shape[1]
 
-    def forward(self, pixels: torch.Tensor, input_ids: torch.Tensor, proprio: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Normalised action chunks (B, 8, 7) for prompts of one length.
+    def forward(self, pixels: torch.Tensor, input_ids: torch.Tensor, proprio: torch.Tensor,
+                lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Normalised action chunks (B, 8, 7).
 
-        ``input_ids`` (B, 1 + T + 57): BOS, T prompt tokens ending with "▁", the 56 placeholders and
-        the stop id. The sequence is [BOS, patches (256 per image), proprio, rest of ``input_ids``];
-        the head reads the final hidden states from the last prompt token on (a shift by one, as in
-        training). Also returns every layer's ``hidden_states`` and ``sequence_length``.
+        ``input_ids`` (B, L): BOS, T prompt tokens ending with "▁", the 56 placeholders and the stop
+        id, right-padded when ``lengths`` (B,) gives each row's own length (training batches). The
+        sequence is [BOS, patches (256 per image), proprio, rest of ``input_ids``]; attention is
+        bidirectional over the unpadded tokens, and the head reads the final hidden states from the
+        last prompt token on (a shift by one, as in training). Also returns every layer's
+        ``hidden_states``, ``action_start`` (per row) and ``sequence_length``.
         """
         llm = self.vla.language_model.model
-        embeds = llm.embed_tokens(input_ids)
-        embeds = torch.cat([embeds[:, :-1 - NUM_ACTION_TOKENS], torch.zeros_like(embeds[:, -1 - NUM_ACTION_TOKENS:-1]),
-                            embeds[:, -1:]], dim=1)  # placeholder embeddings are zeroed
+        b, n = input_ids.shape
+        lengths = torch.full((b,), n, device=input_ids.device) if lengths is None else lengths
+        col = torch.arange(n, device=input_ids.device)[None]
+        placeholder = (col >= (lengths - 1 - NUM_ACTION_TOKENS)[:, None]) & (col < (lengths - 1)[:, None])
+        embeds = llm.embed_tokens(input_ids).masked_fill(placeholder[..., None], 0.0)  # placeholders are zeroed
         patches = self.vla.projector(self.vla.vision_backbone(pixels))
         proprio_token = self.proprio_projector(proprio.to(patches.dtype))[:, None]
         seq = torch.cat([embeds[:, :1], patches, proprio_token, embeds[:, 1:]], dim=1)
-        b, s, _ = seq.shape
-        mask = torch.zeros(b, 1, s, s, dtype=seq.dtype, device=seq.device)  # bidirectional
+        s = seq.shape[1]
+        valid = lengths + patches.shape[1] + 1
+        keys = torch.arange(s, device=seq.device)[None] < valid[:, None]
+        mask = torch.zeros(b, 1, s, s, dtype=seq.dtype, device=seq.device)  # bidirectional over valid tokens
+        mask = mask.masked_fill(~keys[:, None, None, :], torch.finfo(seq.dtype).min)
         positions = torch.arange(s, device=seq.device)[None].expand(b, -1)
         out = llm(inputs_embeds=seq, attention_mask=mask, position_ids=positions, output_hidden_states=True)
-        start = 1 + patches.shape[1] + 1 + (input_ids.shape[1] - 2 - NUM_ACTION_TOKENS) - 1
-        hidden = out.hidden_states[-1][:, start : start + NUM_ACTION_TOKENS]
+        start = valid - 2 - NUM_ACTION_TOKENS
+        index = start[:, None] + torch.arange(NUM_ACTION_TOKENS, device=seq.device)[None]
+        hidden = out.hidden_states[-1].gather(1, index[..., None].expand(-1, -1, seq.shape[-1]))
         actions = self.action_head(hidden.reshape(b, NUM_ACTIONS_CHUNK, -1))
         return {"actions": actions, "hidden_states": out.hidden_states, "action_start": start, "sequence_length": s}

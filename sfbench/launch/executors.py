@@ -39,6 +39,8 @@ class LauncherConfig:
         account: SLURM account (``--account``).
         qos: SLURM quality of service (``--qos``).
         gpus_per_node: GPUs per job.
+        tasks_per_node: Processes per job; > 1 runs data-parallel training, one process per GPU
+            (submitit exports ``RANK`` / ``WORLD_SIZE`` / ``MASTER_ADDR`` for ``torch.distributed``).
         cpus_per_task: CPU cores per job.
         mem_gb: Memory per job in GB; None = the cluster default.
         timeout_min: Wall-clock limit per job in minutes; a timed-out job is requeued.
@@ -57,6 +59,7 @@ class LauncherConfig:
     account: str | None = None
     qos: str | None = None
     gpus_per_node: int = 0
+    tasks_per_node: int = 1
     cpus_per_task: int = 1
     mem_gb: float | None = None
     timeout_min: int = 60
@@ -71,7 +74,8 @@ class LauncherConfig:
     def __post_init__(self) -> None:
         if self.name not in LAUNCHERS:
             raise UnknownChoice("launcher", self.name, LAUNCHERS)
-        bad = [f"{k}={getattr(self, k)}" for k in ("timeout_min", "cpus_per_task", "array_parallelism")
+        bad = [f"{k}={getattr(self, k)}" for k in ("timeout_min", "cpus_per_task", "array_parallelism",
+                                                   "tasks_per_node")
                if getattr(self, k) < 1]
         bad += [f"{k}={getattr(self, k)}" for k in ("gpus_per_node", "max_num_timeout", "signal_delay_s")
                 if getattr(self, k) < 0]
@@ -94,6 +98,7 @@ def make_executor(cfg: LauncherConfig, folder: Path, job_name: str) -> Any:
         params |= {k: v for k, v in optional.items() if v is not None}
         params |= {
             "gpus_per_node": cfg.gpus_per_node,
+            "tasks_per_node": cfg.tasks_per_node,
             "slurm_array_parallelism": cfg.array_parallelism,
             "slurm_signal_delay_s": cfg.signal_delay_s,
             "slurm_setup": list(cfg.setup),
@@ -160,7 +165,9 @@ class CheckpointableCall(submitit.helpers.Checkpointable):
     """
 
     def __call__(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn()``."""
+        """Run ``fn()``; in a job of several tasks, first export the ``torch.distributed`` variables."""
+        if submitit.JobEnvironment().num_tasks > 1:
+            submitit.helpers.TorchDistributedEnvironment().export()
         return fn()
 
 

@@ -26,6 +26,7 @@ from sfbench.policies import family_of, make_policy_config
 from sfbench.policies.trainable import TrainablePolicy
 from sfbench.train.align import AlignSettings, SpatialForcing
 from sfbench.train.data.dataset import DataConfig, find_files, load_dataset
+from sfbench.train.distributed import World, init_world
 from sfbench.train.rundir import METRICS, TRAINING_STATE, checkpoint_dir, latest_checkpoint
 from sfbench.train.targets import TeacherTargets
 from sfbench.train.teachers import make_teacher
@@ -115,6 +116,10 @@ class Trainer:
         self.policy = family.for_training(config)
         self.dataset, self.policy.stats = load_dataset(self.data_cfg, self.policy.views, self.policy.chunk_size)
         self.device = torch.device(self.settings.device)
+        self.world = init_world(self.device)
+        if self.device.type == "cuda" and self.world.size > 1:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        self.world.local_slice(list(range(self.settings.batch_size)))
         self.policy.model.to(self.device)
         self.sf, self.targets = self._alignment()
         params = list(self.policy.model.parameters()) + (list(self.sf.parameters()) if self.sf else [])
@@ -155,11 +160,15 @@ class Trainer:
         return int(state["step"])
 
     def _save(self, step: int) -> Path:
-        path = self.policy.save(checkpoint_dir(self.run_dir, step), step=step, extra={"run": self.run_dir.name})
-        tmp = path / f".{TRAINING_STATE}.tmp"
-        torch.save({"optimizer": self.optimizer.state_dict(),
-                    "projector": self.sf.state_dict() if self.sf else {}}, tmp)
-        os.replace(tmp, path / TRAINING_STATE)
+        """Rank 0 writes the checkpoint (the others wait for it)."""
+        path = checkpoint_dir(self.run_dir, step)
+        if self.world.main:
+            self.policy.save(path, step=step, extra={"run": self.run_dir.name})
+            tmp = path / f".{TRAINING_STATE}.tmp"
+            torch.save({"optimizer": self.optimizer.state_dict(),
+                        "projector": self.sf.state_dict() if self.sf else {}}, tmp)
+            os.replace(tmp, path / TRAINING_STATE)
+        self.world.barrier()
         return path
 
     def step(self, step: int) -> dict[str, float]:
@@ -167,7 +176,7 @@ class Trainer:
         s = self.settings
         gen = torch.Generator().manual_seed(s.seed * 1_000_003 + step)
         idx = torch.randint(0, len(self.dataset), (s.batch_size,), generator=gen).tolist()
-        items = [self.dataset[i] for i in idx]
+        items = [self.dataset[i] for i in self.world.local_slice(idx)]
         batch = self.policy.training_batch(items, gen, self.data_cfg if self.data_cfg.augment else None)
         batch.tensors = {k: v.to(self.device, non_blocking=True) for k, v in batch.tensors.items()}
         for group in self.optimizer.param_groups:
@@ -184,8 +193,9 @@ class Trainer:
                                f"Last good checkpoint: {last or 'none'}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.world.average_gradients([p for group in self.optimizer.param_groups for p in group["params"]])
         self.optimizer.step()
-        return metrics | {"loss": loss.item(), "lr": lr_at(step, s)}
+        return self.world.average(metrics | {"loss": loss.item()}) | {"lr": lr_at(step, s)}
 
     def run(self) -> Path:
         """Train from the latest checkpoint (or scratch) to ``steps``; return the final checkpoint."""
@@ -195,20 +205,21 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         start = self._resume()
         self.policy.model.train()
-        metrics_file = _metrics_until(self.run_dir / METRICS, start).open("a")
+        metrics_file = _metrics_until(self.run_dir / METRICS, start).open("a") if self.world.main else None
         bar = tqdm(range(start, s.steps), initial=start, total=s.steps, desc=self.run_dir.name,
-                   disable=not s.progress, dynamic_ncols=True)
+                   disable=not s.progress or not self.world.main, dynamic_ncols=True)
         t0 = time.perf_counter()
         for step in bar:
             m = self.step(step)
-            if (step + 1) % s.log_every == 0 or step + 1 == s.steps:
+            if metrics_file and ((step + 1) % s.log_every == 0 or step + 1 == s.steps):
                 metrics_file.write(json.dumps({"step": step + 1, "wall_s": round(time.perf_counter() - t0, 3), **m})
                                    + "\n")
                 metrics_file.flush()
                 bar.set_postfix({k: f"{v:.4f}" for k, v in m.items() if k in ("action_loss", "align_loss")})
             if (step + 1) % s.save_every == 0 or step + 1 == s.steps:
                 self._save(step + 1)
-        metrics_file.close()
+        if metrics_file:
+            metrics_file.close()
         return latest_checkpoint(self.run_dir) or self._save(s.steps)
 
 
@@ -224,14 +235,15 @@ def _metrics_until(path: Path, step: int) -> Path:
 
 def check_job(job: TrainJob) -> None:
     """Everything about ``job`` that can be checked without loading data or building the model."""
-    make_config(TrainSettings, job.train, what="train")
+    settings = make_config(TrainSettings, job.train, what="train")
     make_config(DataConfig, job.data, what="data")
     if job.align:
         make_config(AlignSettings, job.align, what="align")
     family = family_of(job.policy)
     if not issubclass(family, TrainablePolicy):
         raise InvalidConfig(f"Policy {job.policy['name']} ({family.name}) is not trainable")
-    make_policy_config(job.policy)
+    family.check_training(make_policy_config(job.policy))
+    World(0, int(os.environ.get("WORLD_SIZE", "1"))).local_slice(list(range(settings.batch_size)))
     find_files(job.data["path"])
 
 

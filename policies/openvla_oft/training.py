@@ -1,0 +1,148 @@
+"""Fine-tuning OpenVLA-OFT as OFT and Spatial Forcing do.
+
+LoRA on every linear layer of the VLA, the action head and proprio projector trained in full, L1
+on the normalised 8-action chunk.
+
+A training checkpoint is a complete OFT checkpoint (LoRA merged into bf16 shards, aux ``.pt``,
+``dataset_statistics.json``), so ``policy=openvla_oft`` and OFT's own eval code load it, plus
+``lora_adapter/`` (the fp32 LoRA tensors, for an exact resume) and ``trainer_state.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.lora import LoraLayer
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from sfbench.core.augment import color_jitter
+from sfbench.core.errors import InvalidConfig, MissingAsset
+from sfbench.core.images import Box, center_box, crop_resize, random_box
+from sfbench.core.normalize import unnormalize
+from sfbench.policies.openvla_oft.checkpoint import OFTCheckpoint, write_checkpoint
+from sfbench.policies.openvla_oft.constants import ACTION_DIM, CONFIG_FILE, PAD_ID, PREPROCESSOR_FILE, TOKENIZER_FILE
+from sfbench.policies.openvla_oft.model import OpenVLAOFT
+from sfbench.policies.openvla_oft.processing import CROP_AREA, prompt_ids
+from sfbench.policies.openvla_oft.vit import IMAGE
+
+LORA_DIR = "lora_adapter"
+LORA_FILE = "adapter_model.safetensors"
+TRAINER_STATE = "trainer_state.json"
+ADAPTER = "default"
+
+
+def add_lora(model: OpenVLAOFT, rank: int, alpha: int, dropout: float) -> list[str]:
+    """LoRA (gaussian init) on every ``nn.Linear`` of ``model.vla`` but the LM head; freeze the rest of it."""
+    targets = [name for name, m in model.vla.named_modules()
+               if isinstance(m, nn.Linear) and not name.endswith("lm_head")]
+    if not targets:
+        raise InvalidConfig("LoRA needs linear layers, and this model has none")
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
+                        init_lora_weights="gaussian")
+    inject_adapter_in_model(config, model.vla)
+    for name, p in model.vla.named_parameters():
+        p.requires_grad_("lora_" in name)
+    return targets
+
+
+def lora_state(model: OpenVLAOFT) -> dict[str, torch.Tensor]:
+    """The LoRA tensors of ``model.vla`` (fp32, as trained)."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.vla.state_dict().items() if "lora_" in k}
+
+
+def merged_state(model: OpenVLAOFT) -> dict[str, torch.Tensor]:
+    """``model.vla``'s weights under the released key names, each LoRA delta merged into its layer."""
+    state = {}
+    for key, value in model.vla.state_dict().items():
+        if "lora_" not in key:
+            state[key.replace(".base_layer.", ".")] = value
+    for name, module in model.vla.named_modules():
+        if isinstance(module, LoraLayer):
+            state[f"{name}.weight"] = module.base_layer.weight + module.get_delta_weight(ADAPTER)
+    return state
+
+
+def _boxes(n: int, v: int, h: int, w: int, augment: bool, gen: torch.Generator) -> list[list[Box]]:
+    if augment:
+        return [[random_box(h, w, CROP_AREA, gen) for _ in range(v)] for _ in range(n)]
+    return [[center_box(h, w, CROP_AREA)] * v for _ in range(n)]
+
+
+def training_tensors(items: list[dict[str, Any]], ckpt: OFTCheckpoint, tokenizer: Any, stats: dict[str, Any],
+                     augment: Any, gen: torch.Generator) -> tuple[dict[str, torch.Tensor], list[list[Box]]]:
+    """Dataset items -> pixels (B, 6V, 224, 224), right-padded prompt ids, proprio, OFT-convention targets.
+
+    Crops are random (training) or central, of 90% area, as OFT's image augmentation; the gripper
+    target goes from LIBERO's -1 open / +1 close to OFT's [0, 1] with 1 = open, left unnormalised.
+    """
+    images = torch.from_numpy(np.stack([it["images"] for it in items])).permute(0, 1, 4, 2, 3).float() / 255
+    n, v, _, h, w = images.shape
+    boxes = _boxes(n, v, h, w, augment is not None, gen)
+    views = torch.stack([torch.stack([crop_resize(images[i, j], boxes[i][j], IMAGE) for j in range(v)])
+                         for i in range(n)]).clamp(0, 1)
+    if augment is not None:
+        views = color_jitter(views.flatten(0, 1), augment, gen).reshape(views.shape)
+    towers = [(views - torch.tensor(m).view(1, 1, 3, 1, 1)) / torch.tensor(s).view(1, 1, 3, 1, 1)
+              for m, s in ckpt.image_stats]
+    pixels = torch.cat([torch.cat([t[:, j] for t in towers], dim=1) for j in range(v)], dim=1)
+    ids = [prompt_ids(tokenizer, it["instruction"]) for it in items]
+    width = max(len(i) for i in ids)
+    actions = np.stack([it["actions"] for it in items]).astype(np.float32)
+    gripper = unnormalize(actions[..., -1:].astype(np.float64), {k: stats["action"][k][-1:] for k in ("q01", "q99")})
+    actions[..., -1:] = (1.0 - gripper) / 2.0
+    tensors = {
+        "pixels": pixels,
+        "input_ids": torch.tensor([i + [PAD_ID] * (width - len(i)) for i in ids]),
+        "lengths": torch.tensor([len(i) for i in ids]),
+        "proprio": torch.from_numpy(np.stack([it["proprio"] for it in items])),
+        "actions": torch.from_numpy(actions),
+    }
+    return tensors, boxes
+
+
+def checkpoint_stats(stats: dict[str, Any], key: str) -> dict[str, Any]:
+    """``dataset_statistics.json`` of a run: the demos' q01/q99; the gripper (OFT: [0, 1]) is not unnormalised."""
+    action = {**stats["action"], "mask": [True] * (ACTION_DIM - 1) + [False]}
+    return {key: {"action": action, "proprio": dict(stats["proprio"])}}
+
+
+def save_training_checkpoint(path: Path, model: OpenVLAOFT, base: OFTCheckpoint, policy: dict[str, str],
+                             stats: dict[str, Any], state: dict[str, Any]) -> Path:
+    """Write an OFT-layout checkpoint (atomically: a temporary directory renamed into place)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    config = {**json.loads((base.path / CONFIG_FILE).read_text()), **policy}
+    with torch.no_grad():
+        write_checkpoint(tmp, model, config, stats=stats,
+                         preprocessor=json.loads((base.path / PREPROCESSOR_FILE).read_text()),
+                         tokenizer_json=(base.path / TOKENIZER_FILE).read_text(),
+                         suffix=f"{state['step']}_checkpoint.pt", vla_state=merged_state(model))
+    (tmp / LORA_DIR).mkdir()
+    save_file(lora_state(model), tmp / LORA_DIR / LORA_FILE)
+    (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2))
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+    return path
+
+
+def load_training_checkpoint(path: Path, model: OpenVLAOFT) -> dict[str, Any]:
+    """Load the LoRA tensors and the heads of a training checkpoint into ``model``; return its trainer state."""
+    lora = path / LORA_DIR / LORA_FILE
+    if not lora.is_file():
+        raise MissingAsset(f"Not an sfbench OFT training checkpoint (no {LORA_DIR}/{LORA_FILE}): {path}")
+    missing = set(lora_state(model)) - set(load_file(lora))
+    if missing:
+        raise InvalidConfig(f"{lora}: LoRA tensors do not match this config (e.g. missing {sorted(missing)[0]})")
+    model.vla.load_state_dict(load_file(lora), strict=False)
+    for part, prefix in ((model.action_head, "action_head--"), (model.proprio_projector, "proprio_projector--")):
+        (file,) = path.glob(f"{prefix}*checkpoint.pt")
+        part.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
+    return json.loads((path / TRAINER_STATE).read_text())
