@@ -4,7 +4,7 @@ Real token ids and vocabulary size (32064), a synthetic character-level ``tokeni
 Llama-2 tokenizer is gated and on no package index), tiny towers and a tiny Llama. The towers'
 shapes are written under ``sfbench_tower_specs`` in ``config.json`` (real checkpoints name timm ids).
 
-    python -m sfbench.policies.openvla_oft.tiny <dir> [--seed 0]
+    python -m sfbench.policies.openvla_oft.tiny <dir> [--seed 0] [--reference]
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from tokenizers import Tokenizer, decoders, models, normalizers, processors
 from sfbench.policies.openvla_oft.checkpoint import TOWER_SPECS_KEY, llama_config, tower_specs_json, write_checkpoint
 from sfbench.policies.openvla_oft.constants import BOS_ID, PAD_ID, SPACE_ID, STOP_ID, VOCAB_SIZE
 from sfbench.policies.openvla_oft.model import OpenVLAOFT
-from sfbench.policies.openvla_oft.vit import TowerSpec
+from sfbench.policies.openvla_oft.vit import TOWERS, TowerSpec
 
 TINY_DINO = TowerSpec(32, 3, 2, 64, registers=4, class_token=True, layer_scale=True)
 TINY_SIGLIP = TowerSpec(48, 3, 2, 96, attn_pool=True)
+REFERENCE_TOWER = "vit_small_patch14_reg4_dinov2.lvd142m"
 TINY_TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4}
 SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
 # LIBERO-like q01/q99 of the demos' actions (6 delta end-effector + gripper in [0, 1]) and proprio.
@@ -75,16 +76,20 @@ def preprocessor_config() -> dict:
             "tvf_normalize_params": [dino, {"mean": [0.5] * 3, "std": [0.5] * 3}], "tvf_do_letterbox": False}
 
 
-def write_tiny_checkpoint(path: Path, seed: int = 0, *, step: int = 0, max_shard_bytes: int = 4 << 20) -> Path:
-    """A random tiny OFT checkpoint at ``path`` (several shards), loadable by ``policy=openvla_oft``."""
+def write_tiny_checkpoint(path: Path, seed: int = 0, *, step: int = 0, max_shard_bytes: int = 4 << 20,
+                          reference: bool = False) -> Path:
+    """A random tiny OFT checkpoint at ``path`` (several shards), loadable by ``policy=openvla_oft``.
+
+    ``reference=True`` uses two real timm towers (``vit_small_patch14_reg4_dinov2``, 384-d x 12)
+    and no ``sfbench_tower_specs``, so that OFT's own code can load the directory too.
+    """
     torch.manual_seed(seed)
-    dino = TINY_DINO
-    model = OpenVLAOFT(dino, TINY_SIGLIP, llama_config({"vocab_size": VOCAB_SIZE, "pad_token_id": PAD_ID,
-                                                        **TINY_TEXT}))
+    ids = [REFERENCE_TOWER] * 2 if reference else ["sfbench-tiny-dinov2-reg4", "sfbench-tiny-siglip"]
+    dino, siglip = (TOWERS[REFERENCE_TOWER],) * 2 if reference else (TINY_DINO, TINY_SIGLIP)
+    model = OpenVLAOFT(dino, siglip, llama_config({"vocab_size": VOCAB_SIZE, "pad_token_id": PAD_ID, **TINY_TEXT}))
     stats = {f"{s}_no_noops": {"action": ACTION_STATS, "proprio": PROPRIO_STATS, "num_transitions": 0,
                                "num_trajectories": 0} for s in SUITES}
-    config = openvla_config(TINY_TEXT, "sfbench-tiny-dinov2-reg4", "sfbench-tiny-siglip",
-                            tower_specs_json(dino, TINY_SIGLIP))
+    config = openvla_config(TINY_TEXT, *ids, None if reference else tower_specs_json(dino, siglip))
     return write_checkpoint(path, model, config, stats=stats, preprocessor=preprocessor_config(),
                             tokenizer_json=synthetic_tokenizer().to_str(), suffix=f"{step}_checkpoint.pt",
                             max_shard_bytes=max_shard_bytes)
@@ -95,8 +100,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dir", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reference", action="store_true", help="real timm tower ids (loadable by OFT's code)")
     args = parser.parse_args()
-    path = write_tiny_checkpoint(args.dir, args.seed)
+    path = write_tiny_checkpoint(args.dir, args.seed, reference=args.reference)
     sys.stdout.write(json.dumps({"checkpoint": str(path), "files": sorted(p.name for p in path.iterdir())}) + "\n")
 
 

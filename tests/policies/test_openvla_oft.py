@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,3 +213,20 @@ def test_a_tiny_checkpoint_evaluates_on_libero_through_the_cli(tiny, tmp_path):
     (record,) = [json.loads(line) for p in tmp_path.glob("*/records/*.jsonl") for line in p.open()]
     assert record["policy"] == "openvla_oft" and record["steps"] == 16 and record["failure_reason"] is None
     assert record["checkpoint"] == OpenVLAOFTPolicy.content_id(OpenVLAOFTConfig(checkpoint=str(tiny)))
+
+
+def test_actions_match_the_reference_predict_action_on_a_tiny_checkpoint(tmp_path):
+    """Golden output of OFT's own ``predict_action`` (its code and transformers fork, run once, outside)."""
+    golden = json.loads((Path(__file__).parent / "data" / "oft_reference_golden.json").read_text())
+    ckpt = read_checkpoint(write_tiny_checkpoint(tmp_path / "ref", seed=0, reference=True))
+    model = load_model(ckpt)
+    ids = prompt_ids(synthetic_tokenizer(), golden["instruction"])
+    gen = torch.Generator().manual_seed(0)
+    pixels = torch.randn(1, 12, 224, 224, generator=gen)
+    proprio = torch.rand(1, 8, generator=gen) * 2 - 1
+    with torch.no_grad():
+        normed = model(pixels, torch.tensor([ids]), proprio)["actions"][0].double().numpy()
+    stats = ckpt.stats[golden["unnorm_key"]]["action"]
+    q01, q99, mask = (np.asarray(stats[k]) for k in ("q01", "q99", "mask"))
+    actions = np.where(mask, 0.5 * (normed + 1) * (q99 - q01 + 1e-8) + q01, normed)
+    assert np.abs(actions - np.asarray(golden["actions"])).max() < 1e-5

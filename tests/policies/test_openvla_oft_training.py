@@ -127,3 +127,12 @@ def test_sfbench_train_openvla_sf_then_eval_on_libero(tmp_path, base):
     assert proc.returncode == 0, proc.stderr
     (record,) = [json.loads(line) for p in tmp_path.glob("runs/*/records/*.jsonl") for line in p.open()]
     assert record["steps"] == 16 and record["failure_reason"] is None
+
+
+def test_lora_on_a_model_without_linear_layers_is_refused():
+    from types import SimpleNamespace
+
+    from sfbench.policies.openvla_oft.training import add_lora
+
+    with pytest.raises(SfbenchError, match="LoRA needs linear layers"):
+        add_lora(SimpleNamespace(vla=torch.nn.Sequential(torch.nn.ReLU())), 4, 4, 0.0)
