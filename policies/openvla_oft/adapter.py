@@ -95,6 +95,7 @@ class OpenVLAOFTPolicy(TrainablePolicy):
         self.model = load_model(self.ckpt, dtype=dtype, device=str(self.device))
         self.tokenizer = load_tokenizer(self.ckpt.path / "tokenizer.json")
         self.stats: dict[str, Any] = {}
+        self.checkpoint_hash = self.content_id(self.config)
 
     @classmethod
     def check_config(cls, config: OpenVLAOFTConfig, task: TaskSpec) -> None:
@@ -119,8 +120,8 @@ class OpenVLAOFTPolicy(TrainablePolicy):
 
     @property
     def checkpoint_id(self) -> str:
-        """Content hash of the weights (see :meth:`content_id`)."""
-        return self.content_id(self.config) or "none"
+        """Content hash of the weights (see :meth:`content_id`), computed once when loaded."""
+        return self.checkpoint_hash
 
     @property
     def action_dim(self) -> int:
@@ -153,34 +154,36 @@ class OpenVLAOFTPolicy(TrainablePolicy):
         return out  # type: ignore[return-value]
 
     def _forward(self, obs_batch: list[dict[str, Any]], ids: list[list[int]]) -> np.ndarray:
+        proprio = np.stack([normalize_proprio(np.asarray(obs[OBS_PROPRIO], np.float64), self.stats["proprio"])
+                            for obs in obs_batch])
+        return self._run(obs_batch, ids, torch.from_numpy(proprio))["actions"].float().cpu().numpy()
+
+    def _run(self, obs_batch: list[dict[str, Any]], ids: list[list[int]], proprio: torch.Tensor) -> dict:
+        """The network on raw observations (both views preprocessed) with prompts of one length."""
         dtype = next(self.model.parameters()).dtype
         pixels = torch.stack([torch.cat([image_pixels(obs[v], self.ckpt.image_stats, self.config.center_crop)
                                          for v in VIEWS]) for obs in obs_batch])
-        proprio = np.stack([normalize_proprio(np.asarray(obs[OBS_PROPRIO], np.float64), self.stats["proprio"])
-                            for obs in obs_batch])
-        result = self.model(pixels.to(self.device, dtype), torch.tensor(ids, device=self.device),
-                            torch.from_numpy(proprio).to(self.device, dtype))
-        return result["actions"].float().cpu().numpy()
+        return self.model(pixels.to(self.device, dtype), torch.tensor(ids, device=self.device),
+                          proprio.to(self.device, dtype))
 
 
     # ------------------------------------------------------------------ trainable-policy hooks
     @classmethod
-    def check_training(cls, config: OpenVLAOFTConfig) -> None:
-        """A training run needs ``policy.base``: a VLA directory in the released layout."""
+    def check_training(cls, config: OpenVLAOFTConfig) -> OFTCheckpoint:
+        """A training run needs ``policy.base``: a VLA directory in the released layout (returned, parsed)."""
         if config.base is None:
             raise MissingAsset(f"sfbench train policy={config.name} needs policy.base=<openvla-7b or OpenVLA-OFT "
                                "checkpoint directory> (a tiny one: python -m sfbench.policies.openvla_oft.tiny <dir>)")
         if config.checkpoint is not None:
             raise InvalidConfig("policy.checkpoint is for evaluation; training starts from policy.base")
-        read_checkpoint(config.base, heads=False)
+        return read_checkpoint(config.base, heads=False)
 
     @classmethod
     def for_training(cls, config: OpenVLAOFTConfig) -> OpenVLAOFTPolicy:
         """The base VLA with LoRA adapters and (fresh or the base's) heads; float32, on CPU until moved."""
-        cls.check_training(config)
         policy = cls.__new__(cls)
-        policy.config, policy.ckpt = config, read_checkpoint(config.base, heads=False)
-        policy.device, policy.stats = torch.device("cpu"), {}
+        policy.config, policy.ckpt = config, cls.check_training(config)
+        policy.device, policy.stats, policy.checkpoint_hash = torch.device("cpu"), {}, "untrained"
         policy.model = load_model(policy.ckpt)
         add_lora(policy.model, config.lora_rank, config.lora_alpha, config.lora_dropout)
         policy.tokenizer = load_tokenizer(policy.ckpt.path / "tokenizer.json")
@@ -234,12 +237,8 @@ class OpenVLAOFTPolicy(TrainablePolicy):
     def visual_hidden(self, obs_batch: list[dict[str, Any]], layer: int) -> torch.Tensor:
         """Visual-token hidden states (B, 2, D, 16, 16) after ``layer`` (observations of one prompt length)."""
         ids = [prompt_ids(self.tokenizer, obs["instruction"]) for obs in obs_batch]
-        dtype = next(self.model.parameters()).dtype
-        pixels = torch.stack([torch.cat([image_pixels(obs[v], self.ckpt.image_stats, self.config.center_crop)
-                                         for v in VIEWS]) for obs in obs_batch])
-        proprio = torch.zeros(len(obs_batch), 8)
-        hidden = self.model(pixels.to(self.device, dtype), torch.tensor(ids, device=self.device),
-                            proprio.to(self.device, dtype))["hidden_states"][layer]
+        # a probe reads the model without the run's statistics: the proprio token is the normalised 0
+        hidden = self._run(obs_batch, ids, torch.zeros(len(obs_batch), 8))["hidden_states"][layer]
         v, hp, wp = self._grid()
         visual = hidden[:, 1 : 1 + v * hp * wp].float()
         return visual.reshape(len(visual), v, hp, wp, -1).permute(0, 1, 4, 2, 3)
@@ -249,6 +248,7 @@ class OpenVLAOFTPolicy(TrainablePolicy):
         torch.manual_seed(seed)
         fresh = copy.copy(self)
         fresh.model = OpenVLAOFT(self.ckpt.dino, self.ckpt.siglip, self.ckpt.llama).eval()
+        fresh.checkpoint_hash = "random_init"
         return fresh
 
     def save(self, path: Path, *, step: int, extra: dict[str, Any] | None = None) -> Path:

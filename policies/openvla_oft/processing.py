@@ -43,8 +43,13 @@ def image_pixels(view: np.ndarray, image_stats: tuple, center_crop: bool) -> tor
     x = _to_uint8(F.interpolate(x, size=(IMAGE, IMAGE), mode="bicubic", antialias=True, align_corners=False))
     if center_crop:
         x = _to_uint8(crop_resize(x, center_box(IMAGE, IMAGE, CROP_AREA), IMAGE))
-    out = [(x[0] - torch.tensor(m)[:, None, None]) / torch.tensor(s)[:, None, None] for m, s in image_stats]
-    return torch.cat(out, dim=0)
+    return tower_channels(x[0], image_stats)
+
+
+def tower_channels(x: torch.Tensor, image_stats: tuple) -> torch.Tensor:
+    """Images (..., 3, H, W) in [0, 1] -> (..., 3 * towers, H, W): one normalised copy per tower."""
+    return torch.cat([(x - torch.tensor(m).view(3, 1, 1)) / torch.tensor(s).view(3, 1, 1) for m, s in image_stats],
+                     dim=-3)
 
 
 def load_tokenizer(path: Path) -> Tokenizer:

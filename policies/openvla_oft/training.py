@@ -30,7 +30,7 @@ from sfbench.core.normalize import unnormalize
 from sfbench.policies.openvla_oft.checkpoint import OFTCheckpoint, write_checkpoint
 from sfbench.policies.openvla_oft.constants import ACTION_DIM, CONFIG_FILE, PAD_ID, PREPROCESSOR_FILE, TOKENIZER_FILE
 from sfbench.policies.openvla_oft.model import OpenVLAOFT
-from sfbench.policies.openvla_oft.processing import CROP_AREA, prompt_ids
+from sfbench.policies.openvla_oft.processing import CROP_AREA, prompt_ids, tower_channels
 from sfbench.policies.openvla_oft.vit import IMAGE
 
 LORA_DIR = "lora_adapter"
@@ -90,9 +90,7 @@ def training_tensors(items: list[dict[str, Any]], ckpt: OFTCheckpoint, tokenizer
                          for i in range(n)]).clamp(0, 1)
     if augment is not None:
         views = color_jitter(views.flatten(0, 1), augment, gen).reshape(views.shape)
-    towers = [(views - torch.tensor(m).view(1, 1, 3, 1, 1)) / torch.tensor(s).view(1, 1, 3, 1, 1)
-              for m, s in ckpt.image_stats]
-    pixels = torch.cat([torch.cat([t[:, j] for t in towers], dim=1) for j in range(v)], dim=1)
+    pixels = tower_channels(views, ckpt.image_stats).flatten(1, 2)  # (B, V * 6, 224, 224), view after view
     ids = [prompt_ids(tokenizer, it["instruction"]) for it in items]
     width = max(len(i) for i in ids)
     actions = np.stack([it["actions"] for it in items]).astype(np.float32)

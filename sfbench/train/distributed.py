@@ -30,11 +30,15 @@ class World:
         """Whether this process writes the run's files."""
         return self.rank == 0
 
+    def check_batch(self, batch_size: int) -> None:
+        """Refuse a global batch that the ranks cannot share equally."""
+        if batch_size % self.size:
+            raise InvalidConfig(f"train.batch_size={batch_size} is not divisible by the {self.size} training "
+                                "processes (WORLD_SIZE)")
+
     def local_slice(self, indices: list[int]) -> list[int]:
         """This rank's contiguous share of the global batch ``indices``."""
-        if len(indices) % self.size:
-            raise InvalidConfig(f"train.batch_size={len(indices)} is not divisible by the {self.size} training "
-                                "processes (WORLD_SIZE)")
+        self.check_batch(len(indices))
         share = len(indices) // self.size
         return indices[self.rank * share : (self.rank + 1) * share]
 

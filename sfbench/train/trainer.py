@@ -119,7 +119,7 @@ class Trainer:
         self.world = init_world(self.device)
         if self.device.type == "cuda" and self.world.size > 1:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        self.world.local_slice(list(range(self.settings.batch_size)))
+        self.world.check_batch(self.settings.batch_size)
         self.policy.model.to(self.device)
         self.sf, self.targets = self._alignment()
         params = list(self.policy.model.parameters()) + (list(self.sf.parameters()) if self.sf else [])
@@ -243,7 +243,7 @@ def check_job(job: TrainJob) -> None:
     if not issubclass(family, TrainablePolicy):
         raise InvalidConfig(f"Policy {job.policy['name']} ({family.name}) is not trainable")
     family.check_training(make_policy_config(job.policy))
-    World(0, int(os.environ.get("WORLD_SIZE", "1"))).local_slice(list(range(settings.batch_size)))
+    World(0, int(os.environ.get("WORLD_SIZE", "1"))).check_batch(settings.batch_size)
     find_files(job.data["path"])
 
 
