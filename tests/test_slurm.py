@@ -153,3 +153,26 @@ def test_requeued_training_job_resumes_from_its_checkpoint(tmp_path):
     # wall_s counts from the start of each process: it drops where the requeued job took over
     restart = next(i for i in range(1, len(lines)) if lines[i]["wall_s"] < lines[i - 1]["wall_s"])
     assert restart % 20 == 0, f"resumed after step {restart}, not at a checkpoint"
+
+
+def test_openvla_sf_trains_data_parallel_as_one_two_task_slurm_job(tmp_path):
+    from sfbench.policies.openvla_oft.tiny import write_tiny_checkpoint
+    from tests.train.test_demos import write_file
+
+    base = write_tiny_checkpoint(tmp_path / "base")
+    write_file(tmp_path / "data" / "a_demo.hdf5", 2, t=6)
+    args = ["train", "policy=openvla_sf", f"policy.base={base}", "policy.lora_rank=4", "teacher.feature_dim=16",
+            "teacher.grid=4", f"data.path={tmp_path / 'data'}", "data.augment=false", "train.steps=3",
+            "train.batch_size=4", "train.save_every=3", "train.log_every=1", "train.num_threads=1",
+            "train.progress=false"]
+    local = run_cli(*args, f"output_dir={tmp_path / 'one'}", cwd=tmp_path)
+    assert local.returncode == 0, local.stderr[-2000:]
+    slurm = run_cli(*args, f"output_dir={tmp_path / 'two'}", "launcher=slurm", "launcher.tasks_per_node=2",
+                    "launcher.wait=true", "launcher.poll_s=1", cwd=tmp_path)
+    assert slurm.returncode == 0, slurm.stderr[-2000:]
+    assert slurm.stdout.strip().endswith("step_000003"), slurm.stdout
+    runs = {name: next((tmp_path / name).glob("openvla_sf-*")) for name in ("one", "two")}
+    losses = {n: [json.loads(line)["loss"] for line in (r / "metrics.jsonl").open()] for n, r in runs.items()}
+    assert len(losses["two"]) == 3, "rank 0 alone writes the metrics"
+    assert losses["two"] == pytest.approx(losses["one"], abs=1e-5), "2 ranks x 2 samples = 1 process x 4"
+    assert list((tmp_path / "two" / "submitit").glob("*_1_result.pkl")), "the job's second task ran"

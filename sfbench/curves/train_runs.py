@@ -48,7 +48,7 @@ class TrainRun:
 
 
 # Settings that do not define a curve: seeds are pooled, the rest does not change what is trained.
-_NOT_IN_LABEL = {"train.seed", "run_id", "output_dir", *(f"train.{k}" for k in RUNTIME_SETTINGS)}
+_NOT_IN_LABEL = {"train.seed", "run_id", "output_dir", "teacher.memory_gb", *(f"train.{k}" for k in RUNTIME_SETTINGS)}
 _DATA_SIZE = {"data.fraction", "data.demos_per_task"}
 
 

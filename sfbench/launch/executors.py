@@ -188,5 +188,5 @@ def submit_calls(cfg: LauncherConfig, calls: list[Callable[[], Any]], *, folder:
     jobs = submit(executor, CheckpointableCall(), [(call,) for call in calls])
     log.info("Submitted %d %s jobs (%s); logs in %s", len(jobs), name, ", ".join(j.job_id for j in jobs), folder)
     if cfg.blocks:
-        return [job.result() for job in jobs]
+        return [job.results()[0] for job in jobs]  # a multi-task job: rank 0's result
     return jobs

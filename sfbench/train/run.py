@@ -24,6 +24,7 @@ def make_train_run_id(cfg: dict[str, Any]) -> str:
     """Deterministic run id: rerunning the same command resumes the same run."""
     key = {k: cfg[k] for k in ("policy", "data", "teacher")} | ({"align": cfg["align"]} if cfg.get("align") else {})
     key["train"] = {k: v for k, v in cfg["train"].items() if k not in RUNTIME_SETTINGS}
+    key["teacher"] = {k: v for k, v in cfg["teacher"].items() if k != "memory_gb"}  # runtime only
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{cfg['policy']['name']}-{digest}"
 

@@ -7,6 +7,7 @@ compatible for any teacher.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -33,28 +34,42 @@ def crop_features(features: torch.Tensor, boxes: list[Box], image_size: int) -> 
 
 
 class TeacherTargets:
-    """Teacher features per sample (cached by content), cropped like the sample's views."""
+    """Teacher features per sample (cached by content), cropped like the sample's views.
 
-    def __init__(self, teacher: Teacher, cache_dir: str | None):
+    Features of recent samples are kept in memory, least recently used first out beyond
+    ``memory_gb`` (VGGT-1B: 11 MB per two-view sample, so a LIBERO suite would not fit).
+    """
+
+    def __init__(self, teacher: Teacher, cache_dir: str | None, memory_gb: float = 4.0):
         self.teacher = teacher
         self.cache = FeatureCache(cache_dir, teacher) if cache_dir else None
-        self.memory: dict[str, torch.Tensor] = {}
+        self.memory: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.budget, self.used = int(memory_gb * 2**30), 0
+
+    def _remember(self, key: str, feats: torch.Tensor) -> None:
+        self.memory[key] = feats
+        self.used += feats.nbytes
+        while self.used > self.budget and self.memory:
+            self.used -= self.memory.popitem(last=False)[1].nbytes
 
     def _full(self, item: dict) -> torch.Tensor:
         """(V, D_t, Ht, Wt) features of the uncropped frame, float16."""
         if item["key"] in self.memory:
+            self.memory.move_to_end(item["key"])
             return self.memory[item["key"]]
-        images = torch.from_numpy(item["images"]).permute(0, 3, 1, 2)[None].float() / 255
-        geometry = {k: torch.from_numpy(item[k])[None] for k in ("depth", "intrinsics", "extrinsics") if k in item}
+        device = self.teacher.device
+        images = torch.from_numpy(item["images"]).to(device).permute(0, 3, 1, 2)[None].float() / 255
+        geometry = {k: torch.from_numpy(item[k])[None].to(device) for k in ("depth", "intrinsics", "extrinsics")
+                    if k in item}
 
         def compute() -> torch.Tensor:
-            return self.teacher.features(images, geometry)[0]
+            return self.teacher.features(images, geometry)[0].cpu()
 
         arrays: list[Any] = [item["images"], *(item[k] for k in ("depth", "intrinsics", "extrinsics") if k in item)]
         # Stored (and always returned) in half precision, so that a step sees the same targets
         # whether or not the features were computed in this process (exact resume).
         feats = (self.cache.get_or_compute(arrays, compute) if self.cache else compute()).half()
-        self.memory[item["key"]] = feats
+        self._remember(item["key"], feats)
         return feats
 
     def __call__(self, items: list[dict], boxes: list[list[Box]]) -> torch.Tensor:

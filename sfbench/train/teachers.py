@@ -57,6 +57,9 @@ class Teacher(abc.ABC):
     def cache_key(self) -> str:
         """A string that changes whenever the features for the same input would change."""
 
+    # Where :meth:`features` expects its inputs: the weights' device (teachers without weights stay on CPU).
+    device = torch.device("cpu")
+
     def to(self, device: torch.device | str) -> Teacher:
         """Move any model weights to ``device`` (no-op for teachers without weights)."""
         return self
@@ -198,7 +201,8 @@ class VGGTTeacher(Teacher):
 
     def to(self, device: torch.device | str) -> VGGTTeacher:
         """Move the model to ``device``."""
-        self.model.to(device)
+        self.device = torch.device(device)
+        self.model.to(self.device)
         return self
 
     @torch.no_grad()
@@ -236,7 +240,8 @@ class DinoV2Teacher(Teacher):
 
     def to(self, device: torch.device | str) -> DinoV2Teacher:
         """Move the model to ``device``."""
-        self.model.to(device)
+        self.device = torch.device(device)
+        self.model.to(self.device)
         return self
 
     @torch.no_grad()

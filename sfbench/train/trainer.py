@@ -34,6 +34,11 @@ from sfbench.train.teachers import make_teacher
 log = logging.getLogger(__name__)
 
 
+# fp32: everything in float32. bf16: frozen weights stored in bfloat16 (a 7B base in half the
+# memory), trainable ones (LoRA, heads, projector) and the optimiser state in float32, forward and
+# loss under bfloat16 autocast (OpenVLA-OFT's own recipe).
+PRECISIONS = ("fp32", "bf16")
+
 # ``train`` settings that do not change what is trained: left out of run ids and curve labels.
 RUNTIME_SETTINGS = frozenset({"progress", "num_threads", "log_every", "save_every", "device"})
 
@@ -53,6 +58,7 @@ class TrainSettings:
     log_every: int = 10
     num_threads: int = 0
     device: str = "cpu"
+    precision: str = "fp32"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -64,6 +70,8 @@ class TrainSettings:
             raise InvalidConfig(f"train.device={self.device!r}; choices: cpu, cuda, cuda:<index>")
         if kind == "cuda" and not torch.cuda.is_available():
             raise InvalidConfig(f"train.device={self.device!r}, but this machine has no CUDA device; use cpu")
+        if self.precision not in PRECISIONS:
+            raise InvalidConfig(f"train.precision={self.precision!r}; choices: {', '.join(PRECISIONS)}")
         if self.schedule not in ("multistep", "cosine", "constant"):
             raise InvalidConfig(f"train.schedule={self.schedule!r}; choices: constant, cosine, multistep")
         bad = [k for k in ("steps", "batch_size", "save_every", "log_every") if getattr(self, k) < 1]
@@ -121,6 +129,10 @@ class Trainer:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         self.world.check_batch(self.settings.batch_size)
         self.policy.model.to(self.device)
+        if self.settings.precision == "bf16":
+            for p in self.policy.model.parameters():
+                if not p.requires_grad:
+                    p.data = p.data.to(torch.bfloat16)
         self.sf, self.targets = self._alignment()
         params = list(self.policy.model.parameters()) + (list(self.sf.parameters()) if self.sf else [])
         self.optimizer = torch.optim.AdamW(params, lr=self.settings.lr, weight_decay=self.settings.weight_decay)
@@ -128,19 +140,20 @@ class Trainer:
     def _alignment(self) -> tuple[SpatialForcing | None, TeacherTargets | None]:
         if self.align is None:
             return None, None
-        if not self.dataset.has_camera:
-            raise InvalidConfig(f"{self.data_cfg.path}: Spatial Forcing with a geometry teacher needs depth and "
-                                "camera matrices in the demos (collect them with sfbench collect)")
         try:
             layer = self.align.layer_of(self.policy.num_layers)
         except ValueError as e:
             raise InvalidConfig(str(e)) from None
         teacher_cfg = dict(self.job.teacher)
         name, cache_dir = teacher_cfg.pop("name"), teacher_cfg.pop("cache_dir", None)
-        teacher = make_teacher(name, **teacher_cfg)
+        memory_gb = teacher_cfg.pop("memory_gb", 4.0)
+        teacher = make_teacher(name, **teacher_cfg).to(self.device)
+        if teacher.requires_geometry and not self.dataset.has_camera:
+            raise InvalidConfig(f"{self.data_cfg.path}: Spatial Forcing with the {name} teacher needs depth and "
+                                "camera matrices in the demos (collect them with sfbench collect)")
         sf = SpatialForcing(self.policy.hidden_dim, teacher.feature_dim, layer=layer, alpha=self.align.alpha,
                             use_pe=self.align.use_pe, pe_scale=self.align.pe_scale)
-        return sf.to(self.device), TeacherTargets(teacher, cache_dir)
+        return sf.to(self.device), TeacherTargets(teacher, cache_dir, memory_gb)
 
     def _resume(self) -> int:
         ckpt = latest_checkpoint(self.run_dir)
@@ -181,12 +194,13 @@ class Trainer:
         batch.tensors = {k: v.to(self.device, non_blocking=True) for k, v in batch.tensors.items()}
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(step, s)
-        out = self.policy.training_step(batch, hidden_layer=self.sf.layer if self.sf else None)
-        loss, metrics = out.loss, out.metrics
-        if self.sf:
-            targets = self.targets(items, batch.boxes).to(self.device, non_blocking=True)
-            align, align_metrics = self.sf.loss(out.visual_hidden, out.grid, targets)
-            loss, metrics = loss + align, metrics | align_metrics
+        targets = self.targets(items, batch.boxes).to(self.device, non_blocking=True) if self.sf else None
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=s.precision == "bf16"):
+            out = self.policy.training_step(batch, hidden_layer=self.sf.layer if self.sf else None)
+            loss, metrics = out.loss, out.metrics
+            if self.sf:
+                align, align_metrics = self.sf.loss(out.visual_hidden, out.grid, targets)
+                loss, metrics = loss + align, metrics | align_metrics
         if not torch.isfinite(loss):
             last = latest_checkpoint(self.run_dir)
             raise SfbenchError(f"Non-finite loss ({loss.item()}) at step {step}; stopped. "

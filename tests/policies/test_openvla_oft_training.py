@@ -136,3 +136,25 @@ def test_lora_on_a_model_without_linear_layers_is_refused():
 
     with pytest.raises(SfbenchError, match="LoRA needs linear layers"):
         add_lora(SimpleNamespace(vla=torch.nn.Sequential(torch.nn.ReLU())), 4, 4, 0.0)
+
+
+def test_bf16_training_keeps_frozen_weights_in_bf16_and_trained_ones_in_fp32(tmp_path, base):
+    runs = {p: job(tmp_path, base, p, steps=2, save_every=2, precision=p) for p in ("fp32", "bf16")}
+    trainer = Trainer(runs["bf16"])
+    dtypes = {p.requires_grad: p.dtype for p in trainer.policy.model.parameters()}
+    assert dtypes == {True: torch.float32, False: torch.bfloat16}
+    finals = {p: r() for p, r in runs.items()}
+    losses = {p: [json.loads(line)["loss"] for line in (r.run_dir / "metrics.jsonl").open()] for p, r in runs.items()}
+    assert all(np.isfinite(losses["bf16"]))
+    assert losses["bf16"] == pytest.approx(losses["fp32"], abs=0.05), "bf16 autocast computes the same losses"
+    assert losses["bf16"] != losses["fp32"], "the bf16 run really ran in bf16"
+    policy = OpenVLAOFTPolicy(OpenVLAOFTConfig(checkpoint=str(finals["bf16"]), device="cpu"))
+    assert next(policy.model.parameters()).dtype == torch.float32, "a bf16 run's checkpoint loads as any other"
+
+
+def test_an_unknown_precision_names_the_choices():
+    from sfbench.config.schema import make_config
+    from sfbench.train.trainer import TrainSettings
+
+    with pytest.raises(SfbenchError, match=r"train.precision='fp16'; choices: fp32, bf16"):
+        make_config(TrainSettings, {"precision": "fp16"}, what="train")
