@@ -37,6 +37,10 @@ class UnsupportedTask(SfbenchError):
     """A task this policy cannot attempt (e.g. a goal a scripted expert has no skill for)."""
 
 
+class PolicyTimeout(SfbenchError):
+    """A policy that did not answer in time (e.g. a remote server); the episode fails as ``policy_timeout``."""
+
+
 class Policy(abc.ABC):
     """A policy adapter. Owns its conventions (normalisation, gripper sign, image transforms).
 
@@ -54,6 +58,9 @@ class Policy(abc.ABC):
     config_class: ClassVar[type]
     # True when act() keeps no per-episode state, so one instance can answer a batch of episodes.
     batchable: ClassVar[bool] = False
+    # True when act() mostly waits (e.g. on a server), so the instances of several episodes are
+    # queried at once from threads.
+    concurrent: ClassVar[bool] = False
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -110,3 +117,8 @@ class Policy(abc.ABC):
     def checkpoint_id(self) -> str:
         """Identifier of the weights used (a content hash for trained policies)."""
         return "none"
+
+    @property
+    def record_info(self) -> dict[str, Any]:
+        """JSON-able facts kept with every episode record (e.g. which server answered); {} = none."""
+        return {}

@@ -27,6 +27,7 @@ commands:
   probe         depth probe on frozen visual tokens:  sfbench probe checkpoints=[<ckpt_a>,<ckpt_b>] probe.data=<demos>
   compare       paired comparison of two runs:  sfbench compare runs=[<run_a>,<run_b>]
   leaderboard   write results/leaderboard.csv from results/runs, experiments and reference:  sfbench leaderboard
+  serve         serve a policy over openpi's websocket protocol:  sfbench serve policy=scripted serve.port=8000
   suites        list the suites and their task counts:  sfbench suites
 
 Overrides use Hydra syntax; `sfbench <command> --help` lists its keys, defaults and config groups."""
@@ -130,6 +131,14 @@ def cmd_train(overrides: list[str]) -> None:
         _out(f"{job.run_dir}: {result if isinstance(result, Path) else 'job ' + str(result.job_id)}")
 
 
+def cmd_serve(overrides: list[str]) -> None:
+    """Serve a policy until Ctrl-C (or SIGTERM)."""
+    from sfbench.config.compose import compose_config
+    from sfbench.serve.run import run_serve
+
+    run_serve(compose_config("serve", overrides), announce=_out)
+
+
 def cmd_compare(overrides: list[str]) -> None:
     """Paired comparison of two runs: success difference with a 95% interval and McNemar's test."""
     from sfbench.report.compare import compare
@@ -198,6 +207,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "curves": cmd_curves,
     "probe": cmd_probe,
     "leaderboard": cmd_leaderboard,
+    "serve": cmd_serve,
     "suites": cmd_suites,
     "status": cmd_status,
     "merge": cmd_merge,

@@ -13,7 +13,8 @@ import logging
 
 # Logger name -> lowest level that is still shown.
 # Exact names: a logger's filters do not apply to records of its children.
-THIRD_PARTY = {"robosuite_logs": logging.ERROR, "OpenGL.acceleratesupport": logging.WARNING}
+THIRD_PARTY = {"robosuite_logs": logging.ERROR, "OpenGL.acceleratesupport": logging.WARNING,
+               "websockets.server": logging.WARNING, "websockets.client": logging.WARNING}
 
 
 class _Below(logging.Filter):

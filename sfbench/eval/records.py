@@ -36,6 +36,7 @@ class EpisodeRecord:
     job_id: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     finished_at: str = ""
+    policy_info: dict = field(default_factory=dict)  # e.g. the server and its metadata (policy=remote)
 
     @property
     def key(self) -> tuple[str, int, int]:

@@ -10,15 +10,16 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
 from sfbench.core.protocol import Protocol as EvalProtocol
 from sfbench.core.task import TaskSpec
-from sfbench.policies.base import Policy, UnsupportedTask
+from sfbench.policies.base import Policy, PolicyTimeout, UnsupportedTask
 
 # Prefix of failure reasons caused by the machine, not by the policy or the task (a worker killed
 # from outside, e.g. by the OOM killer): such episodes are not scored; a rerun retries them.
@@ -150,7 +151,16 @@ def check_chunk(chunk: object, action_dim: int) -> np.ndarray:
 def _policy_failure(e: Exception) -> EpisodeFailure:
     if isinstance(e, UnsupportedTask):
         return EpisodeFailure(f"unsupported_task: {e}")
+    if isinstance(e, PolicyTimeout):
+        return EpisodeFailure(f"policy_timeout: {e}")
     return EpisodeFailure(f"policy_error: {type(e).__name__}: {e}")
+
+
+def _act(state: _Live) -> np.ndarray | EpisodeFailure:
+    try:
+        return state.policy.act(state.obs)
+    except Exception as e:  # a policy bug fails this episode only; the reason is recorded
+        return _policy_failure(e)
 
 
 @dataclass
@@ -236,17 +246,20 @@ class RolloutLoop:
 
     def _query(self, states: list[_Live]) -> list[np.ndarray | EpisodeFailure]:
         policy = states[0].policy
-        try:
-            if type(policy).batchable:
-                chunks = policy.act_batch([s.obs for s in states])
-            else:
-                chunks = [s.policy.act(s.obs) for s in states]
-        except Exception as e:  # a policy bug fails these episodes only; the reason is recorded
-            return [_policy_failure(e)] * len(states)
+        if type(policy).batchable:
+            try:
+                chunks: list[Any] = policy.act_batch([s.obs for s in states])
+            except Exception as e:  # a policy bug fails these episodes only; the reason is recorded
+                return [_policy_failure(e)] * len(states)
+        elif type(policy).concurrent and len(states) > 1:
+            with ThreadPoolExecutor(len(states)) as pool:
+                chunks = list(pool.map(_act, states))
+        else:
+            chunks = [_act(s) for s in states]
         results: list[np.ndarray | EpisodeFailure] = []
         for state, chunk in zip(states, chunks, strict=True):
             try:
-                results.append(check_chunk(chunk, state.action_dim))
+                results.append(chunk if isinstance(chunk, EpisodeFailure) else check_chunk(chunk, state.action_dim))
             except EpisodeFailure as f:
                 results.append(f)
         return results

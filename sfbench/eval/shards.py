@@ -22,7 +22,7 @@ from sfbench.eval.rollout import INFRA_ERROR, Episode, EpisodeOutcome, RolloutLo
 from sfbench.eval.rundir import RunDir
 from sfbench.eval.video import annotate, write_mp4
 from sfbench.eval.workers import make_slots
-from sfbench.policies import Requirements, family_of, make_policy
+from sfbench.policies import Policy, Requirements, family_of, make_policy
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +91,12 @@ def _save_video(spec: RunSpec, episode: Episode, out: EpisodeOutcome, instructio
     return str(path.relative_to(spec.run_dir))
 
 
-def _record(spec: RunSpec, checkpoint: str, episode: Episode, out: EpisodeOutcome, video: str | None):
+def _record(spec: RunSpec, policy: Policy, episode: Episode, out: EpisodeOutcome, video: str | None):
     return EpisodeRecord(
         run_id=spec.run_id,
         policy=spec.policy["name"],
-        checkpoint=checkpoint,
+        checkpoint=policy.checkpoint_id,
+        policy_info=policy.record_info,
         suite=spec.suite.name,
         task_id=episode.task_id,
         task_name=spec.task_names[episode.task_id],
@@ -179,7 +180,7 @@ def _run_locked(spec: RunSpec, shards: list[Shard], num_workers: int, on_episode
         if sink:
             sink(episode, out)
         video = _save_video(spec, episode, out, spec.instructions[episode.task_id]) if out.frames else None
-        rec = _record(spec, policies[0].checkpoint_id, episode, out, video)
+        rec = _record(spec, policies[0], episode, out, video)
         append_record(run_dir.record_file(shard.name), rec)
         if on_episode:
             on_episode(rec)

@@ -1,0 +1,1 @@
+"""Policy serving over openpi's websocket protocol: ``sfbench serve`` and the batching behind it."""
