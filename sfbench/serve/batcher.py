@@ -1,10 +1,11 @@
 """Gather queries from many clients into batched forward passes.
 
-A worker thread takes the first waiting query, then waits up to ``max_wait_ms`` for more (at most
-``max_batch``), and answers them together: a ``batchable`` policy with one ``act_batch`` per
-group of queries of one suite, any other policy one query at a time with its own instance per
-session. A session is one client (a websocket connection, or an in-process caller); the first
-query of each episode carries its task, on which the session's policy is reset.
+A worker thread takes the first waiting query, then waits up to ``max_wait_ms`` for more: at most
+``max_batch``, and no longer once every open session has sent one. It answers them together: a
+``batchable`` policy with one ``act_batch`` per group of queries of one suite, any other policy
+one query at a time with its own instance per session. A session is one client (a websocket
+connection, or an in-process caller); the first query of each episode carries its task, on which
+the session's policy is reset.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ class Batcher:
         if first is None:
             return None
         batch, deadline = [first], time.monotonic() + self.max_wait_s
-        while len(batch) < self.max_batch:
+        # every open session has a query in (each waits for its answer): no one else can join
+        while len(batch) < min(self.max_batch, max(1, len(self.sessions))):
             try:
                 nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:

@@ -77,7 +77,7 @@ def observation(message: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
         missing = [k for k in (OPENPI_WRIST, OPENPI_STATE, OPENPI_PROMPT) if k not in message]
         if missing:
             raise LayoutError(f"openpi LIBERO request without {missing}")
-        return {OBS_AGENTVIEW: message[OPENPI_IMAGE], OBS_WRIST: message[OPENPI_WRIST],
-                OBS_PROPRIO: message[OPENPI_STATE], "instruction": message[OPENPI_PROMPT]}, None
-    obs = dict(message)
+        return {OBS_AGENTVIEW: np.array(message[OPENPI_IMAGE]), OBS_WRIST: np.array(message[OPENPI_WRIST]),
+                OBS_PROPRIO: np.array(message[OPENPI_STATE]), "instruction": message[OPENPI_PROMPT]}, None
+    obs = {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in message.items()}  # writable, as an env's
     return obs, obs.pop(EPISODE_KEY, None)
