@@ -37,6 +37,10 @@ class UnsupportedTask(SfbenchError):
     """A task this policy cannot attempt (e.g. a goal a scripted expert has no skill for)."""
 
 
+class PolicyUnavailable(SfbenchError):
+    """A policy that cannot be reached at all (e.g. its server is down): an infrastructure error, retried."""
+
+
 class PolicyTimeout(SfbenchError):
     """A policy that did not answer in time (e.g. a remote server); the episode fails as ``policy_timeout``."""
 

@@ -9,8 +9,10 @@ next query reconnects. A missing answer fails it as ``policy_timeout``.
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 from sfbench.core.constants import OBS_AGENTVIEW, OBS_WRIST
 from sfbench.core.errors import InvalidConfig, SfbenchError, UnknownChoice
 from sfbench.core.task import TaskSpec
-from sfbench.policies.base import Policy, PolicyTimeout, Requirements
+from sfbench.policies.base import Policy, PolicyTimeout, PolicyUnavailable, Requirements
 from sfbench.serve.layouts import LAYOUTS, episode_info, request
 from sfbench.serve.wire import WireError, packb, unpackb
 
@@ -39,6 +41,9 @@ class RemoteConfig:
         connect_tries: Connection attempts before giving up; the backoff doubles from ``backoff_s``.
         backoff_s: First pause between attempts.
         expect_policy: Refuse a server whose metadata names another policy (``sfbench serve`` only).
+        address_file: Read host and port from this JSON file (a served run's ``server.json``),
+            waiting up to ``wait_s`` for it; re-read on every reconnect.
+        wait_s: How long to wait for ``address_file``.
     """
 
     name: str = "remote"
@@ -50,6 +55,8 @@ class RemoteConfig:
     connect_tries: int = 5
     backoff_s: float = 0.5
     expect_policy: str | None = None
+    address_file: str | None = None
+    wait_s: float = 600.0
 
     def __post_init__(self) -> None:
         if self.layout not in ("auto", *LAYOUTS):
@@ -62,6 +69,20 @@ class RemoteConfig:
     def uri(self) -> str:
         """The server's address."""
         return f"ws://{self.host}:{self.port}"
+
+    def located(self) -> RemoteConfig:
+        """This config with host and port from ``address_file`` (waiting for it, bounded); else itself."""
+        if self.address_file is None:
+            return self
+        path, deadline = Path(self.address_file), time.monotonic() + self.wait_s
+        while True:
+            try:
+                address = json.loads(path.read_text())
+                return replace(self, host=str(address["host"]), port=int(address["port"]), address_file=None)
+            except (OSError, ValueError, KeyError):
+                if time.monotonic() > deadline:
+                    raise PolicyUnavailable(f"no policy server address in {path} after {self.wait_s:.0f} s") from None
+                time.sleep(1.0)
 
 
 class RemoteError(SfbenchError):
@@ -120,22 +141,27 @@ class RemotePolicy(Policy):
 
     def __init__(self, config: RemoteConfig | None = None):
         self.config = config or RemoteConfig()
-        self.ws, self.metadata = open_connection(self.config)
+        self._connect()
         self.layout = self._layout()
         self.episode: dict[str, Any] | None = None
 
     @classmethod
     def check_config(cls, config: RemoteConfig, task: TaskSpec) -> None:
         """The server answers (bounded tries), speaks the protocol and serves the expected policy."""
-        open_connection(config)[0].close()
+        open_connection(config.located())[0].close()
 
     @classmethod
     def content_id(cls, config: RemoteConfig) -> str | None:
         """The served weights' id from the server's metadata (None when the server does not say)."""
-        ws, metadata = open_connection(config)
+        ws, metadata = open_connection(config.located())
         ws.close()
         served = metadata.get("checkpoint_id")
         return str(served) if served not in (None, "none") else None
+
+    def _connect(self) -> None:
+        located = self.config.located()
+        self.ws, self.metadata = open_connection(located)
+        self.uri = located.uri
 
     def _layout(self) -> str:
         if self.config.layout != "auto":
@@ -153,13 +179,14 @@ class RemotePolicy(Policy):
 
     @property
     def checkpoint_id(self) -> str:
-        """``remote:<served checkpoint id>`` (or the address when the server names none)."""
-        return f"remote:{self.metadata.get('checkpoint_id') or self.config.uri}"
+        """The served weights' id (``remote:<address>`` when the server names none)."""
+        served = self.metadata.get("checkpoint_id")
+        return str(served) if served not in (None, "none") else f"remote:{self.uri}"
 
     @property
     def record_info(self) -> dict[str, Any]:
         """The server's address and metadata, kept with every episode."""
-        return {"server": self.config.uri, "metadata": _plain(self.metadata)}
+        return {"server": self.uri, "metadata": _plain(self.metadata)}
 
     def reset(self, task: TaskSpec, *, seed: int | None = None) -> None:
         """The next query carries the episode's task and seed (``sfbench`` layout)."""
@@ -168,16 +195,19 @@ class RemotePolicy(Policy):
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         """Send one query and wait (bounded) for its chunk."""
         if self.ws is None:
-            self.ws, self.metadata = open_connection(self.config)
+            try:
+                self._connect()
+            except InvalidConfig as e:  # the server went away: the episode is not the policy's failure
+                raise PolicyUnavailable(str(e)) from None
         try:
             self.ws.send(packb(request(obs, self.layout, self.episode)))
             answer = self.ws.recv(timeout=self.config.timeout_s)
         except TimeoutError:
             self._drop()
-            raise PolicyTimeout(f"no answer from {self.config.uri} within {self.config.timeout_s} s") from None
+            raise PolicyTimeout(f"no answer from {self.uri} within {self.config.timeout_s} s") from None
         except ConnectionClosed as e:
             self._drop()
-            raise RemoteError(f"{self.config.uri} closed the connection ({e})") from None
+            raise RemoteError(f"{self.uri} closed the connection ({e})") from None
         self.episode = None
         if isinstance(answer, str):
             self._drop()

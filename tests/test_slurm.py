@@ -176,3 +176,17 @@ def test_openvla_sf_trains_data_parallel_as_one_two_task_slurm_job(tmp_path):
     assert len(losses["two"]) == 3, "rank 0 alone writes the metrics"
     assert losses["two"] == pytest.approx(losses["one"], abs=1e-5), "2 ranks x 2 samples = 1 process x 4"
     assert list((tmp_path / "two" / "submitit").glob("*_1_result.pkl")), "the job's second task ran"
+
+
+def test_a_served_run_is_one_server_job_and_a_shard_array_that_finds_it(tmp_path):
+    local = run_cli(*EVAL_2X2, f"output_dir={tmp_path}", "run_id=local")
+    assert local.returncode == 0, local.stderr[-2000:]
+    served = run_cli(*EVAL_2X2, f"output_dir={tmp_path}", "run_id=served", "server.enabled=true", "server.gpus=0",
+                     "server.poll_s=1", "launcher=slurm", "launcher.wait=true", "launcher.poll_s=1")
+    assert served.returncode == 0, served.stderr[-2000:]
+    run_dir = tmp_path / "served"
+    assert outcomes(run_dir) == outcomes(tmp_path / "local")
+    jobs = json.loads((run_dir / "jobs.json").read_text())
+    assert sum(bool(j.get("server")) for j in jobs) == 1 and sum("task_id" in j for j in jobs) == 2
+    assert {r["policy_info"]["metadata"]["policy"] for r in records(run_dir)} == {"scripted"}
+    wait_until(lambda: queue_empty("served-server"), 60, "the server job to end")

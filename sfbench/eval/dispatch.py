@@ -7,6 +7,10 @@ Data flows one way: this module calls :mod:`sfbench.launch` with resumable calla
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -57,13 +61,14 @@ def dispatch(cfg: LauncherConfig, spec: RunSpec, shards: list[Shard], recorded: 
     total = sum(len(eps) for eps in todo.values())
     if cfg.name == "local":
         bar = ProgressBar(spec, total, progress)
-        with bar.bar:
+        with bar.bar, _local_server(spec, list(todo)):
             run_shards(spec, list(todo), num_workers=spec.num_workers, on_episode=bar.on_episode)
         return []
     if not todo:
         log.info("Every shard of %s is complete; nothing to submit", spec.run_id)
         return []
     folder = RunDir(spec.run_dir).submitit if cfg.folder is None else Path(cfg.folder)
+    server = _submit_server(cfg, spec, list(todo), folder) if spec.server else None
     executor = make_executor(cfg, folder, spec.run_id)
     jobs = submit(executor, CheckpointableCall(), [(partial(run_shard, spec, s),) for s in todo])
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -76,4 +81,44 @@ def dispatch(cfg: LauncherConfig, spec: RunSpec, shards: list[Shard], recorded: 
         bar = ProgressBar(spec, total, progress)
         with bar.bar:
             wait_jobs(jobs, cfg, lambda: bar.show_remaining(_remaining(spec, list(todo))))
+        if server is not None:
+            server.cancel()  # done, or every shard ended: nothing left to answer
     return jobs
+
+
+@contextmanager
+def _local_server(spec: RunSpec, shards: list[Shard]) -> Iterator[None]:
+    """A served run here: the policy server in a thread of this process, on loopback."""
+    if spec.server is None or not shards:
+        yield
+        return
+    from sfbench.serve.served_run import serve_run
+
+    RunDir(spec.run_dir).server_file.unlink(missing_ok=True)
+    stop = threading.Event()
+    thread = threading.Thread(target=serve_run, args=(spec, spec.server, lambda: False, stop),
+                              kwargs={"host": "127.0.0.1"}, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+
+
+def _submit_server(cfg: LauncherConfig, spec: RunSpec, shards: list[Shard], folder: Path) -> Any:
+    """Submit the run's policy server as one job (``server.gpus`` GPUs); it ends when the run is complete."""
+    from sfbench.serve.served_run import serve_run
+
+    RunDir(spec.run_dir).server_file.unlink(missing_ok=True)
+    executor = make_executor(replace(cfg, gpus_per_node=spec.server.gpus), folder, f"{spec.run_id}-server")
+    (job,) = submit(executor, CheckpointableCall(),
+                    [(partial(serve_run, spec, spec.server, partial(_complete, spec, shards)),)])
+    RunDir(spec.run_dir).add_jobs([{"server": True, "job_id": str(job.job_id),
+                                    "submitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}])
+    log.info("Submitted the policy server of %s (job %s)", spec.run_id, job.job_id)
+    return job
+
+
+def _complete(spec: RunSpec, shards: list[Shard]) -> bool:
+    return _remaining(spec, shards) == 0

@@ -19,7 +19,7 @@ import numpy as np
 
 from sfbench.core.protocol import Protocol as EvalProtocol
 from sfbench.core.task import TaskSpec
-from sfbench.policies.base import Policy, PolicyTimeout, UnsupportedTask
+from sfbench.policies.base import Policy, PolicyTimeout, PolicyUnavailable, UnsupportedTask
 
 # Prefix of failure reasons caused by the machine, not by the policy or the task (a worker killed
 # from outside, e.g. by the OOM killer): such episodes are not scored; a rerun retries them.
@@ -153,6 +153,8 @@ def _policy_failure(e: Exception) -> EpisodeFailure:
         return EpisodeFailure(f"unsupported_task: {e}")
     if isinstance(e, PolicyTimeout):
         return EpisodeFailure(f"policy_timeout: {e}")
+    if isinstance(e, PolicyUnavailable):  # not the policy's fault: not scored, retried
+        return EpisodeFailure(f"{INFRA_ERROR}: policy unavailable: {e}")
     return EpisodeFailure(f"policy_error: {type(e).__name__}: {e}")
 
 

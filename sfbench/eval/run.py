@@ -23,6 +23,7 @@ from sfbench.eval.shards import RunSpec, Shard, make_run_id, plan_shards
 from sfbench.launch.executors import LauncherConfig
 from sfbench.policies import family_of, make_policy_config
 from sfbench.report.aggregate import aggregate
+from sfbench.serve.served_run import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,12 @@ def make_run_spec(cfg: DictConfig, section: str = "eval") -> tuple[RunSpec, list
     sha = family.content_id(policy_config)
     run_id = check_run_id(str(cfg.run_id)) if cfg.run_id is not None else make_run_id(policy, suite.name, protocol, sha)
     check_output_dir(Path(cfg.output_dir))
+    server = make_config(ServerSettings, OmegaConf.to_container(cfg.server), what="server") \
+        if "server" in cfg else None
     spec = RunSpec(run_id, Path(cfg.output_dir) / run_id, suite, protocol, policy, settings.videos_per_task,
                    settings.num_workers, {t: s.name for t, s in specs.items()},
-                   {t: s.instruction for t, s in specs.items()}, settings.infra_retries, sha)
+                   {t: s.instruction for t, s in specs.items()}, settings.infra_retries, sha,
+                   server if server and server.enabled else None)
     return spec, plan_shards(tasks, episodes, settings.episodes_per_shard)
 
 

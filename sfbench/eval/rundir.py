@@ -8,6 +8,7 @@
   infra/<shard>.jsonl  infrastructure errors (unscored, retried): task_id, episode_index, reason, ...
   videos/task<T>_ep<E>.mp4                           submitit/       cluster job logs
   demos/               (sfbench collect) LIBERO-layout HDF5 files
+  server.json          (server.enabled) where the run's policy server listens: host, port, job_id
   .start.lock          held while a command checks the run's identity and writes the start files
 ```
 """
@@ -63,6 +64,11 @@ class RunDir:
     def start_lock(self) -> Path:
         """Lock file held while a command checks the run's identity and writes its start files."""
         return self.path / ".start.lock"
+
+    @property
+    def server_file(self) -> Path:
+        """``server.json``: the address of the run's policy server (a served run only)."""
+        return self.path / "server.json"
 
     @property
     def summary(self) -> Path:

@@ -55,6 +55,7 @@ class RunSpec:
     instructions: dict[int, str] = field(default_factory=dict)
     infra_retries: int = 1
     checkpoint_sha: str | None = None  # content hash of the policy's weights (None: no weights)
+    server: Any = None  # ServerSettings of a served run (sfbench.serve.served_run); None: in process
 
 
 def make_run_id(policy: dict[str, Any], suite: str, protocol: Protocol, checkpoint_sha: str | None = None) -> str:
@@ -166,8 +167,7 @@ def _run_locked(spec: RunSpec, shards: list[Shard], num_workers: int, on_episode
     episodes = [Episode(s.task_id, e, spec.protocol.global_seed + e, e < spec.videos_per_task, sink is not None)
                 for s, e in work]
     n = max(1, min(num_workers, len(episodes)))
-    policies = [make_policy(spec.policy) for _ in range(1 if family_of(spec.policy).batchable else n)]
-    policies = policies * n if len(policies) == 1 else policies
+    policies = _policies(spec, n)
     slots = make_slots(partial(make_task_env, spec, requirements or policies[0].requirements), spec.protocol, n)
     failed: list[Episode] = []
 
@@ -200,6 +200,16 @@ def _run_locked(spec: RunSpec, shards: list[Shard], num_workers: int, on_episode
         log.warning("Task %d episode %d not scored: infrastructure error %d times; rerun the command to retry it",
                     episode.task_id, episode.index, spec.infra_retries + 1)
     return len(episodes)
+
+
+def _policies(spec: RunSpec, n: int) -> list[Policy]:
+    """One policy per env slot: a shared batchable instance, or clients of the run's server."""
+    if spec.server is not None:
+        from sfbench.serve.served_run import remote_policy
+
+        return [remote_policy(spec, spec.server) for _ in range(n)]
+    policies = [make_policy(spec.policy) for _ in range(1 if family_of(spec.policy).batchable else n)]
+    return policies * n if len(policies) == 1 else policies
 
 
 def _infra_entry(episode: Episode, reason: str) -> dict[str, Any]:

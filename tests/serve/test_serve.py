@@ -15,7 +15,7 @@ import pytest
 from sfbench.config.tree import load_protocol
 from sfbench.core.errors import InvalidConfig
 from sfbench.eval.rollout import Episode, LocalSlot, RolloutLoop
-from sfbench.policies.base import PolicyTimeout
+from sfbench.policies.base import PolicyTimeout, PolicyUnavailable
 from sfbench.policies.remote import RemoteConfig, RemotePolicy
 from sfbench.serve.wire import packb, unpackb
 from tests.fakes import ReachEnv
@@ -214,3 +214,15 @@ def test_bad_addresses_and_other_protocols_are_one_clear_error():
     finally:
         server.stop()
         batcher.close()
+
+
+def test_episodes_that_find_no_server_are_infrastructure_errors(tmp_path):
+    server, batcher = sfbench_server()
+    policy = remote(server.port)
+    server.stop()
+    batcher.close()
+    in_flight, later = _rollout(policy, 2)
+    assert in_flight.failure_reason.startswith("policy_error: RemoteError:"), "the query in flight fails"
+    assert later.failure_reason.startswith("infra_error: policy unavailable: cannot connect"), "not scored"
+    with pytest.raises(PolicyUnavailable, match="no policy server address"):
+        RemoteConfig(address_file=str(tmp_path / "server.json"), wait_s=0.5).located()

@@ -39,3 +39,9 @@ def test_remote_scripted_expert_matches_the_in_process_one(tmp_path):
     (want, _), (got, recs) = outcomes(tmp_path / "local"), outcomes(tmp_path / "remote")
     assert got == want and len(got) == 2
     assert all(r["policy_info"]["metadata"]["policy"] == "scripted" for r in recs), "the server is on record"
+    served = run_cli(*EVAL, "policy=scripted", "server.enabled=true", f"output_dir={tmp_path}", "run_id=served")
+    assert served.returncode == 0, served.stderr[-2000:]
+    got, recs = outcomes(tmp_path / "served")
+    assert got == want, "one server thread for the run's 2 env workers gives the in-process outcomes"
+    assert {r["policy"] for r in recs} == {"scripted"} and all(r["policy_info"]["server"] for r in recs)
+    assert not (tmp_path / "served" / "server.json").exists(), "the address is gone with the server"
