@@ -3,7 +3,8 @@
 N clients (threads) query one tiny OpenVLA-OFT (the checkpoint of ``sfbench.policies.openvla_oft.tiny``,
 float32 on CPU) with LIBERO-sized observations (two 256 x 256 views), either in process (straight
 into the batcher) or over loopback websockets (``policy=remote`` against ``sfbench serve``). The
-overhead is the median loopback round trip minus the median in-process one at N = 1.
+per-query overhead is measured apart, with ``policy=zero`` (no compute), as the median loopback
+round trip minus the median in-process one at N = 1.
 
     python benchmarks/serve_throughput.py [--queries 20] [--clients 1 2 4 8]
 """
@@ -26,6 +27,7 @@ from sfbench.core.task import TaskSpec
 from sfbench.policies.openvla_oft import OpenVLAOFTConfig, OpenVLAOFTPolicy
 from sfbench.policies.openvla_oft.tiny import write_tiny_checkpoint
 from sfbench.policies.remote import RemoteConfig, RemotePolicy
+from sfbench.policies.zero import ZeroConfig, ZeroPolicy
 from sfbench.serve.batcher import Batcher
 from sfbench.serve.layouts import episode_info
 from sfbench.serve.server import PolicyServer, ServeConfig
@@ -91,6 +93,8 @@ def main(args: argparse.Namespace) -> None:
                 batcher.submit(s, observation(np.random.default_rng(1)), episode).result()
             rows["in-process", n] = run_clients(lambda k, obs, ss=sessions: batcher.submit(ss[k], obs).result(),
                                                 n, args.queries)
+            for s in sessions:  # an open session would hold every batch open for its query
+                batcher.end(s)
             clients = [RemotePolicy(RemoteConfig(port=server.port)) for _ in range(n)]
             for c in clients:
                 c.reset(TASK, seed=0)
@@ -101,9 +105,24 @@ def main(args: argparse.Namespace) -> None:
         for (path, n), (aps, median_s) in rows.items():
             print(f"{path:10s} N={n}: {aps:7.1f} actions/s ({aps / base[path] / n:.2f} x N x single), "
                   f"median query {1000 * median_s:.1f} ms")
-        overhead = rows["loopback", args.clients[0]][1] - rows["in-process", args.clients[0]][1]
-        print(f"loopback overhead per query at N={args.clients[0]}: {1000 * overhead:.2f} ms")
         batcher.close()
+    overhead_ms()
+
+
+def overhead_ms(queries: int = 300) -> None:
+    """Round trip of ``policy=zero`` in process and over loopback: what serving itself costs."""
+    batcher = Batcher(lambda: ZeroPolicy(ZeroConfig()), TASK)
+    server = serve_in_thread(batcher)
+    session = batcher.open()
+    _, in_process = run_clients(lambda k, obs: batcher.submit(session, obs).result(), 1, queries)
+    batcher.end(session)
+    client = RemotePolicy(RemoteConfig(port=server.port))
+    client.reset(TASK, seed=0)
+    _, loopback = run_clients(lambda k, obs: client.act(obs), 1, queries)
+    print(f"policy=zero, two 256 px views: in-process {1000 * in_process:.2f} ms, loopback {1000 * loopback:.2f} ms "
+          f"per query; loopback overhead {1000 * (loopback - in_process):.2f} ms")
+    client.close()
+    batcher.close()
 
 
 if __name__ == "__main__":
