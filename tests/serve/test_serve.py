@@ -226,3 +226,25 @@ def test_episodes_that_find_no_server_are_infrastructure_errors(tmp_path):
     assert later.failure_reason.startswith("infra_error: policy unavailable: cannot connect"), "not scored"
     with pytest.raises(PolicyUnavailable, match="no policy server address"):
         RemoteConfig(address_file=str(tmp_path / "server.json"), wait_s=0.5).located()
+
+
+def test_cli_bad_input_is_one_line_and_creates_nothing(tmp_path):
+    import socket
+
+    from tests.conftest import run_cli
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = run_cli("serve", "policy=zero", f"serve.port={port}")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"sfbench: error: serve.port={port} is in use on 127.0.0.1; choose another port"]
+    proc = run_cli("eval", "suite=libero_spatial", "policy=remote", "policy.port=9", "policy.connect_tries=1",
+                   f"output_dir={tmp_path / 'runs'}")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["sfbench: error: cannot connect to ws://127.0.0.1:9 after 1 tries "
+                                                "([Errno 111] Connection refused)"]
+    assert not (tmp_path / "runs").exists()
+    proc = run_cli("eval", "suite=libero_spatial", "policy=remote", "policy.layout=grpc")
+    assert proc.returncode == 2 and "policy.layout" in proc.stderr and "openpi_libero" in proc.stderr
