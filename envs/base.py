@@ -39,12 +39,31 @@ class WaitSteps(gym.Wrapper):
                                 f"have shape {shape}")
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """Reset the inner env, then run the wait steps."""
+        """Reset the inner env, then run the wait steps (rendering only the observation returned)."""
+        wanted = images_wanted(self.env)
+        request_images(self.env, wanted and not self.num_steps)
         obs, info = self.env.reset(seed=seed, options=options)
-        for _ in range(self.num_steps):
+        for i in range(self.num_steps):
+            request_images(self.env, wanted and i == self.num_steps - 1)
             obs, _, _, _, step_info = self.env.step(self.wait_action)
             info = {**info, "is_success": step_info["is_success"]}
+        request_images(self.env, wanted)
         return obs, info
+
+
+def request_images(env: gym.Env, wanted: bool) -> None:
+    """Ask ``env`` to render camera images at its next resets and steps, or to skip them.
+
+    An env opts in with a ``request_images(wanted)`` method (LIBERO's does); others always render.
+    """
+    method = getattr(env.unwrapped, "request_images", None)
+    if method is not None:
+        method(wanted)
+
+
+def images_wanted(env: gym.Env) -> bool:
+    """Whether ``env`` renders camera images now (True for envs that cannot skip them)."""
+    return bool(getattr(env.unwrapped, "images_wanted", True))
 
 
 def apply_protocol(env: gym.Env, protocol: Protocol, protocol_suite: str) -> gym.Env:

@@ -233,7 +233,13 @@ class LiberoEnv(gym.Env):
 
     The protocol's ``faithful`` render profile renders exactly as LIBERO does; ``fast`` applies its
     :class:`~sfbench.core.protocol.RenderSettings` to every sim (decimated meshes are cached under
-    ``mesh_cache_dir``). Only the ``views`` the policy needs are rendered at each step.
+    ``mesh_cache_dir``). Only the ``views`` the policy needs are rendered.
+
+    Images on demand: after ``request_images(False)``, resets and steps skip the camera renders
+    and their observations hold no view (and no depth) keys, never a stale image; physics,
+    proprio, privileged state and the success check are unchanged. ``request_images(True)`` (the
+    default) renders again, at the very substep robosuite's camera sensor always samples, so the
+    images of a requested step are those of a run that rendered every step.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -260,6 +266,7 @@ class LiberoEnv(gym.Env):
         self.mesh_cache = MeshCache(mesh_cache_dir)
         self._sim_env: Any = None
         self._init_states: np.ndarray | None = None
+        self.images_wanted = True
         size = protocol.render_size
         self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), dtype=np.float32)
         self.observation_space = self._make_observation_space(size)
@@ -321,14 +328,40 @@ class LiberoEnv(gym.Env):
         """Apply the protocol's image transform to a raw robosuite frame (HWC or HW)."""
         return np.ascontiguousarray(img[::-1, ::-1]) if self.protocol.rotate_180 else img
 
+    def request_images(self, wanted: bool) -> None:
+        """Render camera images (and depth) at the next resets and steps, or skip them (see the class doc)."""
+        self.images_wanted = bool(wanted)
+
+    def _cameras_on_demand(self) -> None:
+        """Route each camera sensor through :attr:`images_wanted` (robosuite re-creates sensors on reset)."""
+        from robosuite.utils.observables import sensor
+
+        env, size = self._sim_env.env, self.protocol.render_size
+        blank = np.zeros((size, size, 3), np.uint8)
+        for view in self.views:
+            name = f"{CAMERAS[view]}_image"
+            render = env._observables[name]._sensor  # robosuite has no public accessor for a sensor
+            if getattr(render, "on_demand", False):  # a soft reset keeps the sensors: wrapped already
+                continue
+
+            @sensor(modality=render.__modality__)
+            def on_demand(obs_cache: dict, render: Any = render) -> np.ndarray:
+                return render(obs_cache) if self.images_wanted else blank
+
+            on_demand.on_demand = True
+            wanted, self.images_wanted = self.images_wanted, False  # robosuite probes a new sensor once
+            env.modify_observable(name, "sensor", on_demand)
+            self.images_wanted = wanted
+
     def _observation(self, raw: dict[str, Any]) -> dict[str, Any]:
-        obs: dict[str, Any] = {v: self._image(raw[f"{CAMERAS[v]}_image"]) for v in self.views}
+        images = self.images_wanted
+        obs: dict[str, Any] = {v: self._image(raw[f"{CAMERAS[v]}_image"]) for v in self.views if images}
         obs[OBS_PROPRIO] = np.concatenate(
             [raw["robot0_eef_pos"], quat_to_axis_angle(raw["robot0_eef_quat"]), raw["robot0_gripper_qpos"]]
         ).astype(np.float32)
         obs[OBS_JOINTS] = np.asarray(raw["robot0_joint_pos"], dtype=np.float32)
         obs["instruction"] = self.spec_task.instruction
-        if self.depth:
+        if self.depth and images:
             obs |= self._geometry(raw)
         if self.privileged:
             obs[OBS_PRIVILEGED] = self._privileged_state()
@@ -391,6 +424,8 @@ class LiberoEnv(gym.Env):
         env.seed(self.protocol.env_seed if seed is None else seed)
         with _signals_held():
             env.reset()
+        if self.views:
+            self._cameras_on_demand()
         raw = env.set_init_state(states[index])
         return self._observation(raw), {"is_success": bool(env.check_success()), "init_state_index": index}
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from sfbench.core.constants import VIEWS
-from sfbench.core.errors import SfbenchError
+from sfbench.core.errors import InvalidConfig, SfbenchError
 from sfbench.core.task import TaskSpec
 
 
@@ -30,7 +30,8 @@ class Requirements:
     def __post_init__(self) -> None:
         bad = [v for v in self.views if v not in VIEWS]
         if bad:
-            raise ValueError(f"Unknown views {bad}; valid views: {list(VIEWS)}")
+            raise InvalidConfig(f"The policy asks for views {bad}, which no benchmark renders; valid views: "
+                                f"{list(VIEWS)}")
 
 
 class UnsupportedTask(SfbenchError):

@@ -19,6 +19,7 @@ import numpy as np
 
 from sfbench.core.protocol import Protocol as EvalProtocol
 from sfbench.core.task import TaskSpec
+from sfbench.envs.base import request_images
 from sfbench.policies.base import Policy, PolicyTimeout, PolicyUnavailable, UnsupportedTask
 
 # Prefix of failure reasons caused by the machine, not by the policy or the task (a worker killed
@@ -64,8 +65,8 @@ class EnvSlot(Protocol):
     def reset_async(self, episode: Episode) -> None:
         """Start resetting to ``episode``'s task and init state."""
 
-    def step_async(self, action: np.ndarray) -> None:
-        """Start one step."""
+    def step_async(self, action: np.ndarray, *, images: bool = True, frame: bool = False) -> None:
+        """Start one step; ``images``: render the observation's views, ``frame``: a video frame."""
 
     def wait(self) -> tuple:
         """Result of the last call, or :class:`EpisodeFailure`.
@@ -108,22 +109,24 @@ class LocalSlot:
     def _reset(self, episode: Episode) -> tuple:
         env = self._env_for(episode.task_id)
         self.record = episode.record
+        request_images(env, True)  # the policy's first query reads the reset observation
         obs, info = env.reset(seed=self.protocol.env_seed, options={"init_state_index": episode.index})
         info = {**info, "frame": env.render()} if self.record else info
         return obs, info, env.get_wrapper_attr("spec_task")
 
-    def _step(self, action: np.ndarray) -> tuple:
+    def _step(self, action: np.ndarray, images: bool, frame: bool) -> tuple:
+        request_images(self.env, images)
         obs, _, terminated, truncated, info = self.env.step(action)
-        info = {**info, "frame": self.env.render()} if self.record else info
+        info = {**info, "frame": self.env.render()} if self.record and frame else info
         return obs, terminated, truncated, info
 
     def reset_async(self, episode: Episode) -> None:
         """Reset now (in-process); the result is returned by :meth:`wait`."""
         self._run(lambda: self._reset(episode))
 
-    def step_async(self, action: np.ndarray) -> None:
+    def step_async(self, action: np.ndarray, *, images: bool = True, frame: bool = False) -> None:
         """Step now (in-process); the result is returned by :meth:`wait`."""
-        self._run(lambda: self._step(action))
+        self._run(lambda: self._step(action, images, frame))
 
     def wait(self) -> tuple:
         """The result of the last reset or step."""
@@ -190,10 +193,16 @@ class RolloutLoop:
 
     When the policy class is ``batchable`` (stateless between queries), one instance answers the
     whole batch of live observations with a single :meth:`Policy.act_batch` call per step.
+
+    With ``on_demand`` the envs render camera images only for the steps after which the policy is
+    queried (and every step of an episode that keeps its trajectory); recorded episodes get a
+    video frame every ``video_stride`` steps.
     """
 
-    def __init__(self, slots: Sequence[EnvSlot], policies: Sequence[Policy], protocol: EvalProtocol):
+    def __init__(self, slots: Sequence[EnvSlot], policies: Sequence[Policy], protocol: EvalProtocol, *,
+                 on_demand: bool = True, video_stride: int = 1):
         self.slots, self.policies, self.protocol = list(slots), list(policies), protocol
+        self.on_demand, self.video_stride = on_demand, video_stride
 
     def run(self, episodes: Sequence[Episode], on_done: Callable[[Episode, EpisodeOutcome], None]) -> None:
         """Run every episode; call ``on_done`` as each finishes (in completion order)."""
@@ -269,9 +278,12 @@ class RolloutLoop:
     def _advance(self, live: dict, on_done: Callable) -> None:
         for i, state in live.items():
             action = state.actions.popleft()
-            if state.episode.keep_trajectory:
+            keep = state.episode.keep_trajectory
+            if keep:
                 state.trajectory.append((state.obs, action))
-            self.slots[i].step_async(action)
+            images = not self.on_demand or keep or not state.actions  # the policy reads the next obs
+            frame = state.episode.record and (state.steps + 1) % self.video_stride == 0
+            self.slots[i].step_async(action, images=images, frame=frame)
         for i in list(live):
             state = live[i]
             try:

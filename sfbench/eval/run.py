@@ -39,13 +39,15 @@ class EvalSettings:
     episodes_per_shard: int = 10
     num_workers: int = 1
     infra_retries: int = 1
+    render_on_demand: bool = True
+    video_stride: int = 1
     progress: bool = True
 
     def __post_init__(self) -> None:
         problems = [
             f"eval.{k}={getattr(self, k)!r} (must be an integer >= {lo})"
             for k, lo in [("episodes_per_task", 1), ("first_episode", 0), ("videos_per_task", 0),
-                          ("episodes_per_shard", 1), ("num_workers", 1), ("infra_retries", 0)]
+                          ("episodes_per_shard", 1), ("num_workers", 1), ("infra_retries", 0), ("video_stride", 1)]
             if not isinstance(getattr(self, k), int) or getattr(self, k) < lo
         ]
         if self.tasks is not None and not isinstance(self.tasks, list):
@@ -96,7 +98,7 @@ def make_run_spec(cfg: DictConfig, section: str = "eval") -> tuple[RunSpec, list
     spec = RunSpec(run_id, Path(cfg.output_dir) / run_id, suite, protocol, policy, settings.videos_per_task,
                    settings.num_workers, {t: s.name for t, s in specs.items()},
                    {t: s.instruction for t, s in specs.items()}, settings.infra_retries, sha,
-                   server if server and server.enabled else None)
+                   server if server and server.enabled else None, settings.render_on_demand, settings.video_stride)
     return spec, plan_shards(tasks, episodes, settings.episodes_per_shard)
 
 

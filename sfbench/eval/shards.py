@@ -56,6 +56,8 @@ class RunSpec:
     infra_retries: int = 1
     checkpoint_sha: str | None = None  # content hash of the policy's weights (None: no weights)
     server: Any = None  # ServerSettings of a served run (sfbench.serve.served_run); None: in process
+    render_on_demand: bool = True  # render camera images only where the policy reads them
+    video_stride: int = 1  # control steps per video frame
 
 
 def make_run_id(policy: dict[str, Any], suite: str, protocol: Protocol, checkpoint_sha: str | None = None) -> str:
@@ -88,7 +90,7 @@ def _save_video(spec: RunSpec, episode: Episode, out: EpisodeOutcome, instructio
     verdict = "SUCCESS" if out.success else f"FAILURE ({out.failure_reason or 'budget exhausted'})"
     text = f"{verdict} after {out.steps} steps - task {episode.task_id}, episode {episode.index}"
     path = RunDir(spec.run_dir).video(episode.task_id, episode.index)
-    write_mp4(path, annotate(out.frames, instruction, text, out.success))
+    write_mp4(path, annotate(out.frames, instruction, text, out.success), fps=max(1, round(20 / spec.video_stride)))
     return str(path.relative_to(spec.run_dir))
 
 
@@ -188,7 +190,8 @@ def _run_locked(spec: RunSpec, shards: list[Shard], num_workers: int, on_episode
     try:
         queue = episodes
         for attempt in range(spec.infra_retries + 1):
-            RolloutLoop(slots, policies, spec.protocol).run(queue, done)
+            RolloutLoop(slots, policies, spec.protocol, on_demand=spec.render_on_demand,
+                        video_stride=spec.video_stride).run(queue, done)
             queue, failed[:] = list(failed), []
             if queue and attempt < spec.infra_retries:
                 log.warning("Retrying %d episodes after infrastructure errors (retry %d of %d)",

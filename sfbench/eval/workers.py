@@ -49,7 +49,11 @@ def _serve(conn: Connection, make_env: Callable[[int], gym.Env], protocol: Proto
             command, arg = conn.recv()
             if command == "close":
                 break
-            (slot.reset_async if command == "reset" else slot.step_async)(arg)
+            if command == "reset":
+                slot.reset_async(arg)
+            else:
+                action, images, frame = arg
+                slot.step_async(action, images=images, frame=frame)
             try:
                 conn.send(("ok", slot.wait()))
             except EpisodeFailure as failure:
@@ -78,9 +82,9 @@ class WorkerSlot:
         """Ask the worker to reset to ``episode``."""
         self.conn.send(("reset", episode))
 
-    def step_async(self, action: np.ndarray) -> None:
-        """Ask the worker to step."""
-        self.conn.send(("step", action))
+    def step_async(self, action: np.ndarray, *, images: bool = True, frame: bool = False) -> None:
+        """Ask the worker to step (see :meth:`~sfbench.eval.rollout.LocalSlot.step_async`)."""
+        self.conn.send(("step", (action, images, frame)))
 
     def wait(self) -> Any:
         """The worker's answer; a dead worker is reported as a simulator error."""
