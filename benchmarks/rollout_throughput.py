@@ -3,9 +3,11 @@
 Rows: physics only (no camera), the ``faithful`` render profile (``libero_oft``: 256 px, both
 views, LIBERO's renderer settings) and the ``fast`` one (``libero_oft_fast``), each on one
 in-process env and on ``--workers`` worker processes stepping at once, through the harness's own
-slots (``sfbench.eval.workers.make_slots``). The headline is each row's cost relative to physics only.
-Last, one episode of the scripted expert (physics only, it needs no camera) through
-``sfbench.eval.rollout.RolloutLoop``.
+slots (``sfbench.eval.workers.make_slots``). Each profile renders either at every step or on
+demand: only at every 8th step (OFT's chunk) or every 5th (openpi's replanning), as the rollout
+loop asks when the policy reads the next observation. The headline is each row's cost relative
+to physics only. Last, whole episodes through ``sfbench.eval.rollout.RolloutLoop``: the scripted
+expert (no camera), and an untrained ``tiny_vla`` (both views, on demand) under each profile.
 
     python benchmarks/rollout_throughput.py [--suite libero_spatial] [--task 0] [--steps 100] [--workers N]
 """
@@ -29,8 +31,11 @@ from sfbench.eval.rollout import Episode, RolloutLoop
 from sfbench.eval.workers import make_slots
 from sfbench.policies import make_policy
 
-# (row name, protocol, views rendered at each step)
-SETUPS = [("physics only", "libero_oft", ()), ("faithful", "libero_oft", VIEWS), ("fast", "libero_oft_fast", VIEWS)]
+# (row name, protocol, views rendered, render every n-th step)
+PROFILES = (("faithful", "libero_oft"), ("fast", "libero_oft_fast"))
+SETUPS = [("physics only", "libero_oft", (), 1)] + [
+    (f"{profile} {label}", name, VIEWS, every) for profile, name in PROFILES
+    for label, every in (("every step", 1), ("on demand /8", 8), ("on demand /5", 5))]
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,11 @@ class Measurement:
 
 
 def measure(suite: str, task_id: int, protocol: Protocol, views: tuple[str, ...], workers: int,
-            steps: int) -> float:
-    """Control steps per second of ``workers`` slots stepping the same fixed action sequence."""
+            steps: int, every: int = 1) -> float:
+    """Control steps per second of ``workers`` slots stepping the same fixed action sequence.
+
+    Images are rendered at every ``every``-th step only (1: every step).
+    """
     slots = make_slots(partial(make_env, load_suite(suite), protocol=protocol, views=views), protocol, workers)
     actions = np.random.default_rng(0).uniform(-0.3, 0.3, (steps, ACTION_DIM))
     try:
@@ -59,9 +67,9 @@ def measure(suite: str, task_id: int, protocol: Protocol, views: tuple[str, ...]
         for slot in slots:
             slot.wait()
         start = time.perf_counter()
-        for action in actions:
+        for k, action in enumerate(actions):
             for slot in slots:
-                slot.step_async(action)
+                slot.step_async(action, images=(k + 1) % every == 0)
             for slot in slots:
                 slot.wait()
         return workers * steps / (time.perf_counter() - start)
@@ -87,14 +95,33 @@ def scripted_episode(suite: str, task_id: int) -> tuple[float, int, bool]:
     return outcomes[0].wall_s, outcomes[0].steps, outcomes[0].success
 
 
+def tiny_vla_episode(suite: str, task_id: int, protocol_name: str) -> tuple[float, int]:
+    """Wall seconds and steps of one episode of an untrained tiny_vla (on-demand rendering)."""
+    from sfbench.policies import make_policy_config
+    from sfbench.policies.tiny_vla import TinyVLAPolicy
+
+    protocol = load_protocol(protocol_name)
+    policy = TinyVLAPolicy.for_training(make_policy_config({"name": "tiny_vla"}))
+    policy.stats = {"action": {"q01": [-1.0] * 7, "q99": [1.0] * 7}, "proprio": {"q01": [-1.0] * 8, "q99": [1.0] * 8}}
+    policy.model.eval()
+    slots = make_slots(partial(make_env, load_suite(suite), protocol=protocol, views=policy.views), protocol, 1)
+    outcomes = []
+    try:
+        RolloutLoop(slots, [policy], protocol).run([Episode(task_id, 0, protocol.global_seed)],
+                                                   lambda _e, out: outcomes.append(out))
+    finally:
+        slots[0].close()
+    return outcomes[0].wall_s, outcomes[0].steps
+
+
 def print_table(rows: list[Measurement]) -> None:
     """One table: throughput, and cost relative to physics only and to one worker."""
     physics = {r.workers: r.steps_per_s for r in rows if r.setup == "physics only"}
     single = {r.setup: r.steps_per_s for r in rows if r.workers == 1}
-    print(f"{'setup':<14}{'px':>5}{'workers':>9}{'steps/s':>10}{'ms/step':>10}{'x physics':>11}{'x 1 worker':>12}")
+    print(f"{'setup':<24}{'px':>5}{'workers':>9}{'steps/s':>10}{'ms/step':>10}{'x physics':>11}{'x 1 worker':>12}")
     for r in rows:
         px = "-" if r.render_size is None else str(r.render_size)
-        print(f"{r.setup:<14}{px:>5}{r.workers:>9}{r.steps_per_s:>10.1f}{r.ms_per_step:>10.1f}"
+        print(f"{r.setup:<24}{px:>5}{r.workers:>9}{r.steps_per_s:>10.1f}{r.ms_per_step:>10.1f}"
               f"{physics[r.workers] / r.steps_per_s:>11.2f}{r.steps_per_s / single[r.setup]:>12.2f}")
 
 
@@ -108,10 +135,10 @@ def main() -> None:
     args = parser.parse_args()
     worker_counts = sorted({1, args.workers})
     rows = []
-    for setup, protocol_name, views in SETUPS:
+    for setup, protocol_name, views, every in SETUPS:
         protocol = load_protocol(protocol_name)
         for n in worker_counts:
-            steps_per_s = measure(args.suite, args.task, protocol, views, n, args.steps)
+            steps_per_s = measure(args.suite, args.task, protocol, views, n, args.steps, every)
             rows.append(Measurement(setup, protocol.render_size if views else None, n, steps_per_s))
             print(f"  measured {setup} on {n} worker(s): {steps_per_s:.1f} steps/s", flush=True)
     print(f"\n{args.suite} task {args.task}, {args.steps} steps per worker, views {', '.join(VIEWS)} when rendered")
@@ -119,6 +146,10 @@ def main() -> None:
     wall_s, steps, success = scripted_episode(args.suite, args.task)
     print(f"\nscripted expert, episode 0: {wall_s:.1f} s per episode ({steps} steps, reset and wait steps "
           f"included, {'success' if success else 'failure'})")
+    for name in ("libero_oft", "libero_oft_fast"):
+        wall_s, steps = tiny_vla_episode(args.suite, args.task, name)
+        print(f"tiny_vla (untrained, on demand), {name}: {wall_s:.1f} s per episode of {steps} steps, "
+              f"{3600 / wall_s:.0f} episodes per hour on one worker")
 
 
 if __name__ == "__main__":
