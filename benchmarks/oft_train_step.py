@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from synthetic_demos import write_demos
 
 from sfbench.core.images import center_box
 from sfbench.policies.openvla_oft.checkpoint import llama_config, write_checkpoint
@@ -41,26 +41,12 @@ from sfbench.policies.openvla_oft.tiny import (
     write_tiny_checkpoint,
 )
 from sfbench.policies.openvla_oft.vit import TOWERS
-from sfbench.train.data.demos import ROTATED, append_demo, demo_arrays
 from sfbench.train.trainer import Trainer, TrainJob
 from sfbench.train.vggt import PREFIX, Aggregator, AggregatorShape
 
 TINY_VGGT = AggregatorShape(dim=32, depth=2, heads=2, embed_depth=2, embed_heads=2, image_size=56)
 FULL_TOWERS = ("vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224")
 RUNS = ("openvla_oft", "openvla_sf cached VGGT", "openvla_sf online VGGT")
-
-
-def write_demos(path: Path, demos: int = 2, steps: int = 12) -> None:
-    """Synthetic two-view demos in LIBERO's layout."""
-    rng = np.random.default_rng(0)
-    for d in range(demos):
-        traj = []
-        for _ in range(steps):
-            obs = {v: rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for v in ("agentview", "wrist")}
-            obs |= {"proprio": rng.normal(size=8).astype(np.float32), "joint_states": np.zeros(7, np.float32)}
-            traj.append((obs, rng.uniform(-1, 1, 7).astype(np.float32)))
-        append_demo(path, demo_arrays(traj), init_state_index=d,
-                    file_attrs={"instruction": "pick up the black bowl", "task_id": 0, "image_convention": ROTATED})
 
 
 def write_full_base(path: Path, device: str) -> Path:

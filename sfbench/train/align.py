@@ -17,6 +17,7 @@ Any policy that exposes ``visual_hidden`` + ``grid`` (the trainable-policy contr
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -119,11 +120,17 @@ def resample_to_grid(
     v, hp, wp = grid
     if n_views != v:
         raise ValueError(f"teacher has {n_views} views but the VLA grid has {v}")
-    maps = teacher.flatten(0, 1).float()
-    if pe_scale > 0:
-        maps = maps + pe_scale * sincos_pos_embed_2d(d_t, h_t, w_t).to(maps.device)
-    maps = F.interpolate(maps, size=(hp, wp), mode="bilinear", align_corners=True)
+    maps = F.interpolate(teacher.flatten(0, 1).float(), size=(hp, wp), mode="bilinear", align_corners=True)
+    if pe_scale > 0:  # resampling is linear: resample(maps + pe) = resample(maps) + resample(pe), computed once
+        maps = maps + pe_scale * _resampled_pe(d_t, h_t, w_t, hp, wp, maps.device)
     return maps.reshape(b, v, d_t, hp * wp).transpose(2, 3).reshape(b, v * hp * wp, d_t)
+
+
+@functools.lru_cache(maxsize=16)
+def _resampled_pe(dim: int, height: int, width: int, hp: int, wp: int, device: torch.device) -> torch.Tensor:
+    """:func:`sincos_pos_embed_2d` of the teacher's map, resampled to the VLA grid: (1, dim, hp, wp)."""
+    pe = sincos_pos_embed_2d(dim, height, width)[None]
+    return F.interpolate(pe, size=(hp, wp), mode="bilinear", align_corners=True).to(device)
 
 
 def alignment_loss(projected: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
