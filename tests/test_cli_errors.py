@@ -24,6 +24,11 @@ from tests.conftest import run_cli
     (["leaderboard", "dir=x"], ["Unknown leaderboard option 'dir'", "results_dir"]),
     (["compare", "runs=[a]"], ["compare needs runs=[<run_a>,<run_b>]"]),
     (["status", "run=nope"], ["No run at results/runs/nope"]),
+    (["eval", "eval.video_stride=0"], ["eval.video_stride=0", ">= 1"]),
+    (["eval", "policy=tiny_vla", "policy.views=[top]"], ["views must be distinct names from", "'top'"]),
+    (["serve", "serve.max_batch=0"], ["serve.max_batch=0 must be >= 1"]),
+    (["serve", "serve.port=70000"], ["serve.port=70000 is not a TCP port"]),
+    (["train", "policy=tiny_vla", "train.precision=fp16"], ["train.precision='fp16'", "fp32, bf16"]),
 ])
 def test_bad_input_is_one_clear_line_with_exit_2(args, expected):
     proc = run_cli(*args)
