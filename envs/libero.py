@@ -267,6 +267,8 @@ class LiberoEnv(gym.Env):
         self._sim_env: Any = None
         self._init_states: np.ndarray | None = None
         self.images_wanted = True
+        self.noise = protocol.noise
+        self._draw = (0, 0, 0)  # (seed, init state, step): what the depth noise of this observation draws from
         size = protocol.render_size
         self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), dtype=np.float32)
         self.observation_space = self._make_observation_space(size)
@@ -374,8 +376,9 @@ class LiberoEnv(gym.Env):
         depth, intr, extr = {}, {}, {}
         for v in self.views:
             cam = CAMERAS[v]
-            metric = camera_utils.get_real_depth_map(self.sim, raw[f"{cam}_depth"])[..., 0]
-            depth[v] = self._image(metric).astype(np.float32)
+            metric = self._image(camera_utils.get_real_depth_map(self.sim, raw[f"{cam}_depth"])[..., 0])
+            noisy = self.noise.apply(metric, (*self._draw, VIEWS.index(v))) if self.noise else metric
+            depth[v] = noisy.astype(np.float32)
             intr[v] = self._image_intrinsics(camera_utils.get_camera_intrinsic_matrix(self.sim, cam, size, size))
             extr[v] = camera_utils.get_camera_extrinsic_matrix(self.sim, cam).astype(np.float32)
         return {OBS_DEPTH: depth, OBS_INTRINSICS: intr, OBS_EXTRINSICS: extr}
@@ -422,6 +425,7 @@ class LiberoEnv(gym.Env):
         # RNG at every reset. Re-seeding before each reset makes an episode independent of the
         # episodes run before it in the same process, so shards, resumes and workers agree.
         env.seed(self.protocol.env_seed if seed is None else seed)
+        self._draw = (self.protocol.env_seed if seed is None else seed, index, 0)
         with _signals_held():
             env.reset()
         if self.views:
@@ -433,6 +437,7 @@ class LiberoEnv(gym.Env):
         """One control step; terminates on success (the step budget is the protocol's TimeLimit wrapper)."""
         env = self._ensure_sim()
         raw, reward, done, _ = env.step(np.asarray(action, dtype=np.float64))
+        self._draw = (*self._draw[:2], self._draw[2] + 1)
         success = bool(done or env.check_success())
         return self._observation(raw), float(reward), success, False, {"is_success": success}
 

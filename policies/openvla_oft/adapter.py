@@ -18,7 +18,7 @@ from sfbench.core.io import file_sha256
 from sfbench.core.task import TaskSpec
 from sfbench.policies.base import Requirements
 from sfbench.policies.openvla_oft.checkpoint import OFTCheckpoint, load_model, read_checkpoint
-from sfbench.policies.openvla_oft.constants import ACTION_DIM, NUM_ACTIONS_CHUNK
+from sfbench.policies.openvla_oft.constants import ACTION_DIM, AUX_PREFIXES, NUM_ACTIONS_CHUNK
 from sfbench.policies.openvla_oft.model import OpenVLAOFT
 from sfbench.policies.openvla_oft.processing import (
     env_actions,
@@ -74,10 +74,6 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _checkpoint(config: OpenVLAOFTConfig) -> OFTCheckpoint:
-    if config.checkpoint is None:
-        raise MissingAsset(f"Policy {config.name} needs policy.checkpoint=<OpenVLA-OFT checkpoint directory>")
-    return read_checkpoint(config.checkpoint)
 
 
 class OpenVLAOFTPolicy(TrainablePolicy):
@@ -86,13 +82,15 @@ class OpenVLAOFTPolicy(TrainablePolicy):
     name = "openvla_oft"
     config_class = OpenVLAOFTConfig
     batchable = True
+    aux_prefixes: tuple[str, ...] = AUX_PREFIXES  # the checkpoint's auxiliary .pt files
+    extra_inputs: tuple[str, ...] = ()  # model inputs beyond pixels, prompt and proprio
 
     def __init__(self, config: OpenVLAOFTConfig | None = None):
-        self.config = config or OpenVLAOFTConfig()
-        self.ckpt = _checkpoint(self.config)
+        self.config = config or self.config_class()
+        self.ckpt = self._checkpoint(self.config)
         self.device = _device(self.config.device)
         dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        self.model = load_model(self.ckpt, dtype=dtype, device=str(self.device))
+        self.model = load_model(self.ckpt, dtype=dtype, device=str(self.device), build=self._build)
         self.tokenizer = load_tokenizer(self.ckpt.path / "tokenizer.json")
         self.stats: dict[str, Any] = {}
         self.checkpoint_hash = self.content_id(self.config)
@@ -101,7 +99,7 @@ class OpenVLAOFTPolicy(TrainablePolicy):
     def check_config(cls, config: OpenVLAOFTConfig, task: TaskSpec) -> None:
         """The directory is an OFT checkpoint with statistics for the suite; LIBERO's 7-D actions."""
         _device(config.device)
-        ckpt = _checkpoint(config)
+        ckpt = cls._checkpoint(config)
         unnorm_key(ckpt.stats, config.unnorm_key, task.suite)
         if task.action_dim != ACTION_DIM:
             raise InvalidConfig(f"OpenVLA-OFT acts in {ACTION_DIM} dimensions; suite {task.suite} has "
@@ -111,12 +109,26 @@ class OpenVLAOFTPolicy(TrainablePolicy):
     def content_id(cls, config: OpenVLAOFTConfig) -> str | None:
         """sha256 over the weight files (shards and aux heads), cached by (path, size, mtime)."""
         digest = hashlib.sha256()
-        for path in _checkpoint(config).weight_files:
+        for path in cls._checkpoint(config).weight_files:
             stat = path.stat()
             key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
             _DIGESTS[key] = _DIGESTS.get(key) or file_sha256(path)
             digest.update(f"{path.name}:{_DIGESTS[key]}".encode())
         return digest.hexdigest()[:12]
+
+    @classmethod
+    def _checkpoint(cls, config: OpenVLAOFTConfig) -> OFTCheckpoint:
+        if config.checkpoint is None:
+            raise MissingAsset(f"Policy {config.name} needs policy.checkpoint=<OpenVLA-OFT checkpoint directory>")
+        return read_checkpoint(config.checkpoint, aux=cls.aux_prefixes)
+
+    def _build(self, ckpt: OFTCheckpoint) -> OpenVLAOFT:
+        """The network of ``ckpt``, freshly initialised (a family member may add modules)."""
+        return OpenVLAOFT(ckpt.dino, ckpt.siglip, ckpt.llama)
+
+    def _extra(self, obs_batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """The :attr:`extra_inputs` of raw observations, as model inputs."""
+        return {}
 
     @property
     def checkpoint_id(self) -> str:
@@ -163,8 +175,9 @@ class OpenVLAOFTPolicy(TrainablePolicy):
         dtype = next(self.model.parameters()).dtype
         pixels = torch.stack([torch.cat([image_pixels(obs[v], self.ckpt.image_stats, self.config.center_crop)
                                          for v in VIEWS]) for obs in obs_batch])
+        extra = {k: v.to(self.device) for k, v in self._extra(obs_batch).items()}
         return self.model(pixels.to(self.device, dtype), torch.tensor(ids, device=self.device),
-                          proprio.to(self.device, dtype))
+                          proprio.to(self.device, dtype), **extra)
 
 
     # ------------------------------------------------------------------ trainable-policy hooks
@@ -176,7 +189,7 @@ class OpenVLAOFTPolicy(TrainablePolicy):
                                "checkpoint directory> (a tiny one: python -m sfbench.policies.openvla_oft.tiny <dir>)")
         if config.checkpoint is not None:
             raise InvalidConfig("policy.checkpoint is for evaluation; training starts from policy.base")
-        return read_checkpoint(config.base, heads=False)
+        return read_checkpoint(config.base, heads=False, aux=cls.aux_prefixes)
 
     @classmethod
     def for_training(cls, config: OpenVLAOFTConfig) -> OpenVLAOFTPolicy:
@@ -184,7 +197,7 @@ class OpenVLAOFTPolicy(TrainablePolicy):
         policy = cls.__new__(cls)
         policy.config, policy.ckpt = config, cls.check_training(config)
         policy.device, policy.stats, policy.checkpoint_hash = torch.device("cpu"), {}, "untrained"
-        policy.model = load_model(policy.ckpt)
+        policy.model = load_model(policy.ckpt, build=policy._build)
         add_lora(policy.model, config.lora_rank, config.lora_alpha, config.lora_dropout)
         policy.tokenizer = load_tokenizer(policy.ckpt.path / "tokenizer.json")
         return policy
@@ -226,7 +239,8 @@ class OpenVLAOFTPolicy(TrainablePolicy):
     def training_step(self, batch: TrainingBatch, *, hidden_layer: int | None = None) -> StepOutput:
         """L1 on the normalised chunk; with ``hidden_layer``, that layer's 512 visual-token hidden states."""
         t = batch.tensors
-        out = self.model(t["pixels"], t["input_ids"], t["proprio"], t["lengths"])
+        out = self.model(t["pixels"], t["input_ids"], t["proprio"], t["lengths"],
+                         **{k: t[k] for k in self.extra_inputs})
         loss = F.l1_loss(out["actions"], t["actions"])
         visual = None
         if hidden_layer is not None:
@@ -247,15 +261,19 @@ class OpenVLAOFTPolicy(TrainablePolicy):
         """Same shapes, every weight freshly drawn from ``seed`` (the probe's untrained control)."""
         torch.manual_seed(seed)
         fresh = copy.copy(self)
-        fresh.model = OpenVLAOFT(self.ckpt.dino, self.ckpt.siglip, self.ckpt.llama).eval()
+        fresh.model = self._build(self.ckpt).eval()
         fresh.checkpoint_hash = "random_init"
         return fresh
 
     def save(self, path: Path, *, step: int, extra: dict[str, Any] | None = None) -> Path:
         """A complete OFT checkpoint (LoRA merged) + ``lora_adapter/`` + ``trainer_state.json``."""
         key = self.config.unnorm_key or "sfbench_demos"
-        return save_training_checkpoint(path, self.model, self.ckpt, {"family": self.name, "name": self.config.name},
+        return save_training_checkpoint(path, self.model, self.ckpt, self._config_json(),
                                         checkpoint_stats(self.stats, key), {"step": step, **(extra or {})})
+
+    def _config_json(self) -> dict[str, Any]:
+        """What a checkpoint's ``config.json`` gets beside the base's keys: the policy that loads it."""
+        return {"family": self.name, "name": self.config.name}
 
     def load_weights(self, path: Path) -> dict[str, Any]:
         """Resume: the LoRA tensors and heads of a training checkpoint; returns its trainer state."""

@@ -15,6 +15,7 @@ Remote code files in the directory (``modeling_prismatic.py``, ...) are never im
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,11 @@ from transformers import LlamaConfig
 
 from sfbench.core.errors import InvalidConfig, MissingAsset
 from sfbench.policies.openvla_oft.constants import (
-    ACTION_HEAD_PREFIX,
+    AUX_PREFIXES,
     CONFIG_FILE,
     INDEX_FILE,
     LLAMA_DEFAULTS,
     PREPROCESSOR_FILE,
-    PROPRIO_PREFIX,
     STATS_FILE,
     TOKENIZER_FILE,
 )
@@ -51,15 +51,15 @@ class OFTCheckpoint:
     siglip: TowerSpec
     llama: LlamaConfig
     shards: tuple[Path, ...]
-    action_head: Path | None  # None: a base VLA without OFT's heads (e.g. openvla-7b)
-    proprio_projector: Path | None
+    aux: dict[str, Path]  # prefix -> its .pt file; {} for a base VLA without OFT's heads (e.g. openvla-7b)
     stats: dict[str, Any]
     image_stats: tuple[tuple[list[float], list[float]], ...]  # (mean, std) per tower
+    config: dict[str, Any]  # config.json
 
     @property
     def weight_files(self) -> tuple[Path, ...]:
         """Every file whose bytes are weights (what the content hash covers)."""
-        return tuple(p for p in (*self.shards, self.action_head, self.proprio_projector) if p is not None)
+        return (*self.shards, *self.aux.values())
 
 
 def _need(path: Path) -> Path:
@@ -84,11 +84,12 @@ def llama_config(text_config: dict[str, Any]) -> LlamaConfig:
     return LlamaConfig(**fields)
 
 
-def read_checkpoint(path: str | Path, *, heads: bool = True) -> OFTCheckpoint:
+def read_checkpoint(path: str | Path, *, heads: bool = True, aux: tuple[str, ...] = AUX_PREFIXES) -> OFTCheckpoint:
     """Parse a checkpoint directory; a missing file is named in one clear error.
 
-    With ``heads=False`` (a training base such as ``openvla-7b``) the action head, proprio
-    projector and dataset statistics may be absent.
+    ``aux`` names the prefixes of the auxiliary ``.pt`` files the model needs. With
+    ``heads=False`` (a training base such as ``openvla-7b``) any of them and the dataset
+    statistics may be absent; the model keeps fresh weights for what is missing.
     """
     path = Path(path)
     if not path.is_dir():
@@ -103,12 +104,10 @@ def read_checkpoint(path: str | Path, *, heads: bool = True) -> OFTCheckpoint:
     image_stats = tuple((p["mean"], p["std"]) for p in pre.get("tvf_normalize_params") or
                         [{"mean": m, "std": s} for m, s in zip(pre["means"], pre["stds"], strict=True)])
     _need(path / TOKENIZER_FILE)
-    has_heads = heads or any(path.glob(f"{ACTION_HEAD_PREFIX}*"))
     stats = json.loads(_need(path / STATS_FILE).read_text()) if heads or (path / STATS_FILE).is_file() else {}
+    parts = {prefix: _aux(path, prefix) for prefix in aux if heads or any(path.glob(f"{prefix}*"))}
     return OFTCheckpoint(path, tower_spec(ids[0], specs[0]), tower_spec(ids[1], specs[1]),
-                         llama_config(config.get("text_config", {})), shards,
-                         _aux(path, ACTION_HEAD_PREFIX) if has_heads else None,
-                         _aux(path, PROPRIO_PREFIX) if has_heads else None, stats, image_stats)
+                         llama_config(config.get("text_config", {})), shards, parts, stats, image_stats, config)
 
 
 def _strip_module(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -127,9 +126,13 @@ def _load_part(module: torch.nn.Module, state: dict[str, torch.Tensor], source: 
     module.load_state_dict(state, strict=False)
 
 
-def load_model(ckpt: OFTCheckpoint, dtype: torch.dtype = torch.float32, device: str = "cpu") -> OpenVLAOFT:
-    """Build the network of ``ckpt`` and load every shard and auxiliary file (no remote code)."""
-    model = OpenVLAOFT(ckpt.dino, ckpt.siglip, ckpt.llama)
+def load_model(ckpt: OFTCheckpoint, dtype: torch.dtype = torch.float32, device: str = "cpu",
+               build: Callable[[OFTCheckpoint], OpenVLAOFT] | None = None) -> OpenVLAOFT:
+    """Build the network of ``ckpt`` and load every shard and auxiliary file (no remote code).
+
+    ``build`` makes another member of the family (e.g. with depth projectors) from ``ckpt``.
+    """
+    model = build(ckpt) if build else OpenVLAOFT(ckpt.dino, ckpt.siglip, ckpt.llama)
     seen: set[str] = set()
     for shard in ckpt.shards:
         with safe_open(shard, framework="pt") as f:
@@ -139,7 +142,8 @@ def load_model(ckpt: OFTCheckpoint, dtype: torch.dtype = torch.float32, device: 
     missing = sorted(set(model.vla.state_dict()) - seen)
     if missing:
         raise InvalidConfig(f"Checkpoint {ckpt.path} lacks {len(missing)} tensors of its config, e.g. {missing[0]}")
-    for part, file in ((model.action_head, ckpt.action_head), (model.proprio_projector, ckpt.proprio_projector)):
+    for prefix, part in model.aux_parts.items():
+        file = ckpt.aux.get(prefix)
         if file is None:
             continue  # a base VLA: the heads keep their fresh initialisation
         state = _strip_module(torch.load(file, map_location="cpu", weights_only=True))
@@ -177,8 +181,8 @@ def write_checkpoint(path: Path, model: OpenVLAOFT, config: dict[str, Any], *, s
         weight_map |= dict.fromkeys(keys, name)
     total = sum(v.numel() * v.element_size() for v in state.values())
     (path / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
-    torch.save(model.action_head.state_dict(), path / f"{ACTION_HEAD_PREFIX}{suffix}")
-    torch.save(model.proprio_projector.state_dict(), path / f"{PROPRIO_PREFIX}{suffix}")
+    for prefix, part in model.aux_parts.items():
+        torch.save(part.state_dict(), path / f"{prefix}{suffix}")
     (path / STATS_FILE).write_text(json.dumps(stats, indent=2))
     (path / PREPROCESSOR_FILE).write_text(json.dumps(preprocessor, indent=2))
     (path / TOKENIZER_FILE).write_text(tokenizer_json)

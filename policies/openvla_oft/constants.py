@@ -38,3 +38,4 @@ PREPROCESSOR_FILE = "preprocessor_config.json"
 TOKENIZER_FILE = "tokenizer.json"
 ACTION_HEAD_PREFIX = "action_head--"
 PROPRIO_PREFIX = "proprio_projector--"
+AUX_PREFIXES = (ACTION_HEAD_PREFIX, PROPRIO_PREFIX)  # OFT's auxiliary .pt files, beside the shards

@@ -13,7 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from sfbench.policies.openvla_oft.constants import ACTION_DIM, NUM_ACTION_TOKENS, NUM_ACTIONS_CHUNK, PROPRIO_DIM
+from sfbench.policies.openvla_oft.constants import (
+    ACTION_DIM,
+    ACTION_HEAD_PREFIX,
+    NUM_ACTION_TOKENS,
+    NUM_ACTIONS_CHUNK,
+    PROPRIO_DIM,
+    PROPRIO_PREFIX,
+)
 from sfbench.policies.openvla_oft.vit import TowerSpec, VisionTower
 
 
@@ -124,17 +131,24 @@ class OpenVLAOFT(nn.Module):
         self.proprio_projector = ProprioProjector(llama.hidden_size)
 
     @property
+    def aux_parts(self) -> dict[str, nn.Module]:
+        """The modules saved as auxiliary ``<prefix><step>_checkpoint.pt`` files, by prefix."""
+        return {ACTION_HEAD_PREFIX: self.action_head, PROPRIO_PREFIX: self.proprio_projector}
+
+    @property
     def num_patches(self) -> int:
         """Visual tokens per image."""
         return self.vla.vision_backbone.featurizer.pos_embed.shape[1]
 
     def forward(self, pixels: torch.Tensor, input_ids: torch.Tensor, proprio: torch.Tensor,
-                lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                lengths: torch.Tensor | None = None,
+                extra_tokens: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Normalised action chunks (B, 8, 7).
 
         ``input_ids`` (B, L): BOS, T prompt tokens ending with "▁", the 56 placeholders and the stop
         id, right-padded when ``lengths`` (B,) gives each row's own length (training batches). The
-        sequence is [BOS, patches (256 per image), proprio, rest of ``input_ids``]; attention is
+        sequence is [BOS, patches (256 per image), proprio, ``extra_tokens`` (B, E, D) if any (e.g.
+        one depth token per view, as 3D-CAVLA), rest of ``input_ids``]; attention is
         bidirectional over the unpadded tokens, and the head reads the final hidden states from the
         last prompt token on (a shift by one, as in training). Also returns every layer's
         ``hidden_states``, ``action_start`` (per row) and ``sequence_length``.
@@ -147,9 +161,10 @@ class OpenVLAOFT(nn.Module):
         embeds = llm.embed_tokens(input_ids).masked_fill(placeholder[..., None], 0.0)  # placeholders are zeroed
         patches = self.vla.projector(self.vla.vision_backbone(pixels))
         proprio_token = self.proprio_projector(proprio.to(patches.dtype))[:, None]
-        seq = torch.cat([embeds[:, :1], patches, proprio_token, embeds[:, 1:]], dim=1)
+        extra = [] if extra_tokens is None else [extra_tokens.to(patches.dtype)]
+        seq = torch.cat([embeds[:, :1], patches, proprio_token, *extra, embeds[:, 1:]], dim=1)
         s = seq.shape[1]
-        valid = lengths + patches.shape[1] + 1
+        valid = lengths + patches.shape[1] + 1 + sum(e.shape[1] for e in extra)
         keys = torch.arange(s, device=seq.device)[None] < valid[:, None]
         mask = torch.zeros(b, 1, s, s, dtype=seq.dtype, device=seq.device)  # bidirectional over valid tokens
         mask = mask.masked_fill(~keys[:, None, None, :], torch.finfo(seq.dtype).min)

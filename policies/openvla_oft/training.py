@@ -140,7 +140,7 @@ def load_training_checkpoint(path: Path, model: OpenVLAOFT) -> dict[str, Any]:
     if missing:
         raise InvalidConfig(f"{lora}: LoRA tensors do not match this config (e.g. missing {sorted(missing)[0]})")
     model.vla.load_state_dict(load_file(lora), strict=False)
-    for part, prefix in ((model.action_head, "action_head--"), (model.proprio_projector, "proprio_projector--")):
+    for prefix, part in model.aux_parts.items():
         (file,) = path.glob(f"{prefix}*checkpoint.pt")
         part.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
     return json.loads((path / TRAINER_STATE).read_text())

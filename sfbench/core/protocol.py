@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from sfbench.core.depth_noise import DepthNoise
 from sfbench.core.errors import InvalidConfig
 
 # Renderer quality profiles: ``faithful`` renders exactly as LIBERO does; ``fast`` applies the
@@ -55,7 +56,7 @@ def _render_problems(render: dict[str, Any]) -> list[str]:
     return problems
 
 
-_OPTIONAL = frozenset({"render_profile", "render", "description"})
+_OPTIONAL = frozenset({"render_profile", "render", "depth_noise", "description"})
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,9 @@ class Protocol:
         render: The :class:`RenderSettings` fields as a mapping; required by ``fast``, absent
             (``None``) for ``faithful``. Left out of :meth:`to_dict` when absent, so that adding
             the field kept the hashes of the faithful profiles.
+        depth_noise: :class:`~sfbench.core.depth_noise.DepthNoise` fields as a mapping (noisy,
+            incomplete depth as a real sensor gives); None = the simulator's exact depth, and left
+            out of :meth:`to_dict` like ``render``.
     """
 
     name: str
@@ -94,6 +98,7 @@ class Protocol:
     open_loop_steps: int
     render_profile: str = "faithful"
     render: dict[str, Any] | None = None
+    depth_noise: dict[str, Any] | None = None  # see sfbench.core.depth_noise; None = exact depth
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -101,6 +106,10 @@ class Protocol:
         if self.init_state != "index":
             problems.append(f"init_state={self.init_state!r} (valid: 'index')")
         problems += self._render_problems()
+        if self.depth_noise is not None and not isinstance(self.depth_noise, dict):
+            problems.append(f"depth_noise={self.depth_noise!r} (must be a mapping or null)")
+        elif self.depth_noise is not None:
+            DepthNoise.from_dict(self.depth_noise)
         if problems:
             raise InvalidConfig(f"Protocol '{self.name}': invalid " + "; ".join(problems))
 
@@ -139,6 +148,11 @@ class Protocol:
         return _render_problems(self.render)
 
     @property
+    def noise(self) -> DepthNoise | None:
+        """The depth corruption, or None for the simulator's exact depth."""
+        return None if self.depth_noise is None else DepthNoise.from_dict(self.depth_noise)
+
+    @property
     def render_settings(self) -> RenderSettings | None:
         """The ``fast`` profile's settings, or ``None`` for ``faithful`` (LIBERO's own)."""
         return None if self.render is None else RenderSettings(**self.render)
@@ -157,8 +171,9 @@ class Protocol:
         d = asdict(self)
         d.pop("description")
         d["wait_action"] = list(self.wait_action)
-        if self.render is None:
-            d.pop("render")
+        for optional in ("render", "depth_noise"):  # absent: the hash of the profiles stays as it was
+            if d[optional] is None:
+                d.pop(optional)
         return d
 
     @property
@@ -175,8 +190,9 @@ class Protocol:
             d["max_steps"] = {str(k): v for k, v in d["max_steps"].items()}
         if isinstance(d.get("wait_action"), list | tuple):
             d["wait_action"] = tuple(float(a) if type(a) is int else a for a in d["wait_action"])
-        if isinstance(d.get("render"), dict):
-            d["render"] = dict(d["render"])
+        for key in ("render", "depth_noise"):
+            if isinstance(d.get(key), dict):
+                d[key] = dict(d[key])
         names = {f.name for f in fields(cls)}
         unknown, missing = sorted(set(d) - names), sorted(n for n in names - set(d) if n not in _OPTIONAL)
         if unknown or missing:

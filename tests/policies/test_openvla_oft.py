@@ -14,7 +14,7 @@ from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel, Si
 from sfbench.core.errors import SfbenchError
 from sfbench.core.task import TaskSpec
 from sfbench.policies.openvla_oft import OpenVLAOFTConfig, OpenVLAOFTPolicy, load_model, read_checkpoint
-from sfbench.policies.openvla_oft.constants import BOS_ID, NUM_ACTION_TOKENS, SPACE_ID, STOP_ID
+from sfbench.policies.openvla_oft.constants import BOS_ID, NUM_ACTION_TOKENS, PROPRIO_PREFIX, SPACE_ID, STOP_ID
 from sfbench.policies.openvla_oft.processing import env_actions, prompt_ids, unnorm_key
 from sfbench.policies.openvla_oft.tiny import synthetic_tokenizer, write_tiny_checkpoint
 from sfbench.policies.openvla_oft.vit import TowerSpec, VisionTower
@@ -121,10 +121,10 @@ def test_checkpoint_layout_keys_and_shapes(tiny):
 def test_loaded_weights_are_the_written_ones_and_module_prefixes_are_stripped(tiny, tmp_path):
     ckpt = read_checkpoint(tiny)
     a = load_model(ckpt)
-    state = torch.load(ckpt.proprio_projector, weights_only=True)
+    state = torch.load(ckpt.aux[PROPRIO_PREFIX], weights_only=True)
     prefixed = tmp_path / "proprio_projector--1_checkpoint.pt"
     torch.save({f"module.{k}": v for k, v in state.items()}, prefixed)
-    b = load_model(type(ckpt)(**{**ckpt.__dict__, "proprio_projector": prefixed}))
+    b = load_model(type(ckpt)(**{**ckpt.__dict__, "aux": {**ckpt.aux, PROPRIO_PREFIX: prefixed}}))
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb), ka
 
