@@ -78,10 +78,8 @@ def measure(suite: str, task_id: int, protocol: Protocol, views: tuple[str, ...]
             slot.close()
 
 
-def scripted_episode(suite: str, task_id: int) -> tuple[float, int, bool]:
-    """Wall seconds, steps and success of one scripted-expert episode (reset included)."""
-    protocol = load_protocol("libero_oft")
-    policy = make_policy({"name": "scripted"})
+def episode(policy, suite: str, task_id: int, protocol: Protocol):
+    """The outcome of episode 0 of ``policy`` (reset and wait steps included), rendering on demand."""
     req = policy.requirements
     env_for = partial(make_env, load_suite(suite), protocol=protocol, views=req.views, depth=req.depth,
                       privileged=req.privileged)
@@ -92,26 +90,18 @@ def scripted_episode(suite: str, task_id: int) -> tuple[float, int, bool]:
                                                    lambda _e, out: outcomes.append(out))
     finally:
         slots[0].close()
-    return outcomes[0].wall_s, outcomes[0].steps, outcomes[0].success
+    return outcomes[0]
 
 
-def tiny_vla_episode(suite: str, task_id: int, protocol_name: str) -> tuple[float, int]:
-    """Wall seconds and steps of one episode of an untrained tiny_vla (on-demand rendering)."""
+def untrained_tiny_vla():
+    """A tiny_vla with fresh weights and unit statistics (its cost, not its skill, is measured)."""
     from sfbench.policies import make_policy_config
     from sfbench.policies.tiny_vla import TinyVLAPolicy
 
-    protocol = load_protocol(protocol_name)
     policy = TinyVLAPolicy.for_training(make_policy_config({"name": "tiny_vla"}))
     policy.stats = {"action": {"q01": [-1.0] * 7, "q99": [1.0] * 7}, "proprio": {"q01": [-1.0] * 8, "q99": [1.0] * 8}}
     policy.model.eval()
-    slots = make_slots(partial(make_env, load_suite(suite), protocol=protocol, views=policy.views), protocol, 1)
-    outcomes = []
-    try:
-        RolloutLoop(slots, [policy], protocol).run([Episode(task_id, 0, protocol.global_seed)],
-                                                   lambda _e, out: outcomes.append(out))
-    finally:
-        slots[0].close()
-    return outcomes[0].wall_s, outcomes[0].steps
+    return policy
 
 
 def print_table(rows: list[Measurement]) -> None:
@@ -143,13 +133,13 @@ def main() -> None:
             print(f"  measured {setup} on {n} worker(s): {steps_per_s:.1f} steps/s", flush=True)
     print(f"\n{args.suite} task {args.task}, {args.steps} steps per worker, views {', '.join(VIEWS)} when rendered")
     print_table(rows)
-    wall_s, steps, success = scripted_episode(args.suite, args.task)
-    print(f"\nscripted expert, episode 0: {wall_s:.1f} s per episode ({steps} steps, reset and wait steps "
-          f"included, {'success' if success else 'failure'})")
+    out = episode(make_policy({"name": "scripted"}), args.suite, args.task, load_protocol("libero_oft"))
+    print(f"\nscripted expert, episode 0: {out.wall_s:.1f} s per episode ({out.steps} steps, reset and wait steps "
+          f"included, {'success' if out.success else 'failure'})")
     for name in ("libero_oft", "libero_oft_fast"):
-        wall_s, steps = tiny_vla_episode(args.suite, args.task, name)
-        print(f"tiny_vla (untrained, on demand), {name}: {wall_s:.1f} s per episode of {steps} steps, "
-              f"{3600 / wall_s:.0f} episodes per hour on one worker")
+        out = episode(untrained_tiny_vla(), args.suite, args.task, load_protocol(name))
+        print(f"tiny_vla (untrained, on demand), {name}: {out.wall_s:.1f} s per episode of {out.steps} steps, "
+              f"{3600 / out.wall_s:.0f} episodes per hour on one worker")
 
 
 if __name__ == "__main__":
