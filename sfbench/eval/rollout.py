@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -203,14 +204,18 @@ class RolloutLoop:
                  on_demand: bool = True, video_stride: int = 1):
         self.slots, self.policies, self.protocol = list(slots), list(policies), protocol
         self.on_demand, self.video_stride = on_demand, video_stride
+        self.pool: ThreadPoolExecutor | None = None
 
     def run(self, episodes: Sequence[Episode], on_done: Callable[[Episode, EpisodeOutcome], None]) -> None:
         """Run every episode; call ``on_done`` as each finishes (in completion order)."""
         queue, live = deque(episodes), {}
-        while queue or live:
-            self._start(queue, live, on_done)
-            self._plan(live, on_done)
-            self._advance(live, on_done)
+        concurrent = len(self.slots) > 1 and any(type(p).concurrent for p in self.policies)
+        with ThreadPoolExecutor(len(self.slots)) if concurrent else nullcontext() as pool:
+            self.pool = pool  # one thread pool for the run, not one per query
+            while queue or live:
+                self._start(queue, live, on_done)
+                self._plan(live, on_done)
+                self._advance(live, on_done)
 
     def _start(self, queue: deque, live: dict, on_done: Callable) -> None:
         idle = [i for i in range(len(self.slots)) if i not in live][: len(queue)]
@@ -263,8 +268,7 @@ class RolloutLoop:
             except Exception as e:  # a policy bug fails these episodes only; the reason is recorded
                 return [_policy_failure(e)] * len(states)
         elif type(policy).concurrent and len(states) > 1:
-            with ThreadPoolExecutor(len(states)) as pool:
-                chunks = list(pool.map(_act, states))
+            chunks = list(self.pool.map(_act, states))
         else:
             chunks = [_act(s) for s in states]
         results: list[np.ndarray | EpisodeFailure] = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ class Batcher:
         self.shared = make_policy()  # the instance of a batchable policy; a template otherwise
         self.batchable = type(self.shared).batchable
         self.sessions: set[Session] = set()
-        self.batches: list[int] = []  # sizes of the batches answered (for benchmarks and tests)
+        self.batches: deque[int] = deque(maxlen=10_000)  # sizes of the latest batches (benchmarks, tests)
         self._queue: queue.Queue[_Query | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="sfbench-batcher", daemon=True)
         self._thread.start()
