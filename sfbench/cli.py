@@ -90,6 +90,18 @@ def cmd_status(overrides: list[str]) -> None:
     infra_total = sum(r.infra_errors for r in rows)
     _out(", ".join(f"{counts[s]} {s}" for s in ("done", "running", "failed", "missing"))
          + (f"; {infra_total} episodes with infrastructure errors to retry" if infra_total else ""))
+    _out_unplanned(_run_dir(overrides))
+
+
+def _out_unplanned(run_dir: Path) -> None:
+    """List the records of episodes outside the run's plan (never scored), with file and line."""
+    from sfbench.eval.rundir import RunDir
+
+    extra = RunDir(run_dir).unplanned_records()
+    if extra:
+        listed = ", ".join(f"{loc.where} (task {loc.record.task_id} ep {loc.record.episode_index})"
+                           for loc in extra[:10]) + (" ..." if len(extra) > 10 else "")
+        _out(f"{len(extra)} records outside the run's plan, not scored: {listed}")
 
 
 def cmd_merge(overrides: list[str]) -> None:
@@ -108,7 +120,8 @@ def cmd_merge(overrides: list[str]) -> None:
                            for t, e in missing[:20]) + (" ..." if len(missing) > 20 else "")
         _out(f"missing {len(missing)} episodes: {listed}\nfinish with: {finish_command(run_dir)}")
     else:
-        _out("complete: every planned episode is recorded exactly once")
+        _out("complete: every planned episode is recorded")
+    _out_unplanned(run_dir)
 
 
 def cmd_collect(overrides: list[str]) -> None:

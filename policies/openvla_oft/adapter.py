@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,8 @@ import torch.nn.functional as F
 
 from sfbench.core.constants import OBS_AGENTVIEW, OBS_PROPRIO, OBS_WRIST
 from sfbench.core.errors import InvalidConfig, MissingAsset
-from sfbench.core.io import file_sha256
 from sfbench.core.task import TaskSpec
+from sfbench.core.weights_id import weights_id
 from sfbench.policies.base import Requirements
 from sfbench.policies.openvla_oft.checkpoint import OFTCheckpoint, load_model, read_checkpoint
 from sfbench.policies.openvla_oft.constants import ACTION_DIM, AUX_PREFIXES, NUM_ACTIONS_CHUNK
@@ -38,7 +37,6 @@ from sfbench.policies.openvla_oft.training import (
 from sfbench.policies.trainable import StepOutput, TrainablePolicy, TrainingBatch
 
 VIEWS = (OBS_AGENTVIEW, OBS_WRIST)  # primary, then wrist: OFT's num_images_in_input = 2
-_DIGESTS: dict[tuple, str] = {}
 
 
 @dataclass
@@ -107,14 +105,8 @@ class OpenVLAOFTPolicy(TrainablePolicy):
 
     @classmethod
     def content_id(cls, config: OpenVLAOFTConfig) -> str | None:
-        """sha256 over the weight files (shards and aux heads), cached by (path, size, mtime)."""
-        digest = hashlib.sha256()
-        for path in cls._checkpoint(config).weight_files:
-            stat = path.stat()
-            key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-            _DIGESTS[key] = _DIGESTS.get(key) or file_sha256(path)
-            digest.update(f"{path.name}:{_DIGESTS[key]}".encode())
-        return digest.hexdigest()[:12]
+        """Hash of the weights' tensors, shards and aux heads (:func:`~sfbench.core.weights_id.weights_id`)."""
+        return weights_id(cls._checkpoint(config).weight_files)[:12]
 
     @classmethod
     def _checkpoint(cls, config: OpenVLAOFTConfig) -> OFTCheckpoint:

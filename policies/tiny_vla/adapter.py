@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from sfbench.core.constants import BIMANUAL_ACTION_DIM, BIMANUAL_GRIPPERS, OBS_DEPTH, OBS_INTRINSICS, OBS_PROPRIO
 from sfbench.core.errors import InvalidConfig, MissingAsset
 from sfbench.core.images import center_box, crop_resize
-from sfbench.core.io import file_sha256
 from sfbench.core.normalize import normalize, unnormalize
 from sfbench.core.task import TaskSpec
+from sfbench.core.weights_id import weights_id
 from sfbench.policies.base import Requirements
 from sfbench.policies.tiny_vla.batch import model_batch
 from sfbench.policies.tiny_vla.checkpoint import WEIGHTS_FILE, load_checkpoint, read_config, save_checkpoint
@@ -48,7 +48,7 @@ class TinyVLAPolicy(TrainablePolicy):
         _check_same_architecture(config, trained)
         self.config = config
         self.model.eval()
-        self.checkpoint_hash = file_sha256(Path(config.checkpoint) / WEIGHTS_FILE)
+        self.checkpoint_hash = weights_id([Path(config.checkpoint) / WEIGHTS_FILE])
 
     @classmethod
     def for_training(cls, config: TinyVLAConfig) -> TinyVLAPolicy:
@@ -74,8 +74,8 @@ class TinyVLAPolicy(TrainablePolicy):
 
     @classmethod
     def content_id(cls, config: TinyVLAConfig) -> str | None:
-        """First 12 hex digits of the checkpoint's weights sha256 (what :attr:`checkpoint_id` reports)."""
-        return file_sha256(Path(config.checkpoint) / WEIGHTS_FILE)[:12] if config.checkpoint else None
+        """First 12 hex digits of the weights' tensor hash (what :attr:`checkpoint_id` reports)."""
+        return weights_id([Path(config.checkpoint) / WEIGHTS_FILE])[:12] if config.checkpoint else None
 
     @classmethod
     def reads_depth(cls, config: TinyVLAConfig) -> bool:
@@ -96,7 +96,7 @@ class TinyVLAPolicy(TrainablePolicy):
 
     @property
     def checkpoint_id(self) -> str:
-        """First 12 hex digits of the weights file's sha256."""
+        """First 12 hex digits of the weights' tensor hash (:func:`~sfbench.core.weights_id.weights_id`)."""
         return self.checkpoint_hash[:12]
 
     def reset(self, task: TaskSpec, *, seed: int | None = None) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
 
 from sfbench.core.errors import InvalidConfig
@@ -44,3 +45,8 @@ def check_output_dir(path: Path, key: str = "output_dir") -> None:
         raise InvalidConfig(f"{key}={path} cannot be created: {existing} is a file, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InvalidConfig(f"{key}={path} is not writable (no write permission on {existing})")
+    try:  # permission bits do not tell everything (root under /proc, a read-only mount): try, and leave nothing
+        os.rmdir(tempfile.mkdtemp(prefix=".sfbench-check-", dir=existing))
+    except OSError as e:
+        raise InvalidConfig(f"{key}={path} cannot be created: {existing} refuses new folders "
+                            f"({e.strerror or type(e).__name__})") from None

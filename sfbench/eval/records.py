@@ -80,9 +80,35 @@ def _torn_tail(path: Path) -> bool:
         return False
 
 
-def _read_jsonl(path: Path) -> Iterable[EpisodeRecord]:
-    """The records of one file; a line that is not a record is reported (file, line) and skipped."""
+@dataclass(frozen=True)
+class Located:
+    """A record and where it was read: its file and 1-based line."""
+
+    record: EpisodeRecord
+    path: Path
+    line: int
+
+    @property
+    def where(self) -> str:
+        """``<file>:<line>``."""
+        return f"{self.path}:{self.line}"
+
+
+# (path, line) of the bad lines already warned about: a command reads a run's records several times
+# (resume, progress, summary) and each bad line is reported once per process, not once per read.
+_WARNED: set[tuple[str, int]] = set()
+
+
+def _warn_once(key: tuple[str, int], message: str, *args: object) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning(message, *args)
+
+
+def read_jsonl(path: Path) -> list[Located]:
+    """Every record of one file in file order; a line that is not a record is warned (file, line) and skipped."""
     names = set(EpisodeRecord.__dataclass_fields__)
+    found = []
     for n, raw in enumerate(path.read_bytes().splitlines(), 1):
         if not raw.strip():
             continue
@@ -91,9 +117,11 @@ def _read_jsonl(path: Path) -> Iterable[EpisodeRecord]:
             rec = EpisodeRecord(**{k: v for k, v in d.items() if k in names})
             _check_types(rec)
         except (UnicodeDecodeError, json.JSONDecodeError, TypeError, AttributeError) as e:
-            log.warning("Skipping line %d of %s: not an episode record (%s: %s)", n, path, type(e).__name__, e)
+            _warn_once((str(path), n), "Skipping %s:%d: not an episode record (%s: %s)", path, n,
+                       type(e).__name__, e)
             continue
-        yield rec
+        found.append(Located(rec, path, n))
+    return found
 
 
 _TYPES = {"run_id": str, "policy": str, "checkpoint": str, "suite": str, "task_id": int, "episode_index": int,
@@ -108,15 +136,37 @@ def _check_types(rec: EpisodeRecord) -> None:
             raise TypeError(f"{name}={value!r} is not {kind.__name__}")
 
 
+def first_finished(a: Located, b: Located) -> Located:
+    """The one record of an episode recorded twice: the first finished (then the first file and line).
+
+    This is sfbench's single rule for duplicates (merge, summary, leaderboard, curves, compare all
+    read records through :func:`dedupe`): the first attempt is the score, so rerunning an episode can
+    never pick the better of two outcomes.
+    """
+    return min(a, b, key=lambda x: (x.record.finished_at, str(x.path), x.line))
+
+
+def dedupe(located: Iterable[Located]) -> dict[tuple, Located]:
+    """Episode key -> its first finished record; duplicates that disagree on the outcome are warned."""
+    by_key: dict[tuple, Located] = {}
+    for loc in located:
+        kept = by_key.get(loc.record.key)
+        if kept is None:
+            by_key[loc.record.key] = loc
+            continue
+        by_key[loc.record.key] = first_finished(kept, loc)
+        if (kept.record.success, kept.record.failure_reason) != (loc.record.success, loc.record.failure_reason):
+            first, other = sorted((kept, loc), key=lambda x: x is not by_key[loc.record.key])
+            _warn_once((other.where, -1), "Episode %s is recorded twice with different outcomes (%s: success=%s, "
+                       "%s: success=%s); the first finished (%s) is scored", loc.record.key, first.where,
+                       first.record.success, other.where, other.record.success, first.where)
+    return by_key
+
+
 def load_jsonl_records(paths: Iterable[Path]) -> list[EpisodeRecord]:
-    """Records of ``paths``, de-duplicated by episode key (the first finished wins)."""
-    by_key: dict[tuple, EpisodeRecord] = {}
-    for path in paths:
-        for rec in _read_jsonl(path):
-            if rec.key in by_key and by_key[rec.key].finished_at > rec.finished_at:
-                continue
-            by_key[rec.key] = rec
-    return sorted(by_key.values(), key=lambda r: r.key)
+    """Records of ``paths``, one per episode key (:func:`first_finished`), sorted by key."""
+    located = [loc for path in paths for loc in read_jsonl(path)]
+    return [loc.record for _, loc in sorted(dedupe(located).items())]
 
 
 def load_records(run_dir: Path) -> list[EpisodeRecord]:

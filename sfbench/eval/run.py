@@ -105,7 +105,8 @@ def make_run_spec(cfg: DictConfig, section: str = "eval", reads_depth: bool = Fa
         check_depth_given(protocol, f"sfbench {section}" if reads_depth else f"policy {policy['name']}")
     family.check_config(policy_config, specs[tasks[0]])
     sha = family.content_id(policy_config)
-    run_id = check_run_id(str(cfg.run_id)) if cfg.run_id is not None else make_run_id(policy, suite.name, protocol, sha)
+    run_id = check_run_id(str(cfg.run_id)) if cfg.run_id is not None \
+        else make_run_id(policy, suite.name, protocol, sha, tasks)
     check_output_dir(Path(cfg.output_dir))
     server = make_config(ServerSettings, OmegaConf.to_container(cfg.server), what="server") \
         if "server" in cfg else None
@@ -165,7 +166,7 @@ def start_run(cfg: DictConfig, spec: RunSpec, shards: list[Shard], overrides: li
         layout.write_start(OmegaConf.to_yaml(cfg), {"hash": spec.protocol.hash, **spec.protocol.to_dict()}, {
             "identity": identity, "overrides": command,
             "shards": [{"task_id": s.task_id, "episodes": list(s.episodes)} for s in shards]})
-    return {r.key for r in records}
+        return {r.key for r in layout.load_records()}  # under the plan just written
 
 
 def run_identity(spec: RunSpec, shards: list[Shard]) -> dict:

@@ -16,13 +16,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sfbench.core.errors import MissingAsset
+from sfbench.core.errors import InvalidConfig, MissingAsset
 from sfbench.core.io import write_json_atomic
-from sfbench.eval.records import RECORDS_DIR, EpisodeRecord, append_line, load_jsonl_records
+from sfbench.eval.records import RECORDS_DIR, EpisodeRecord, Located, append_line, dedupe, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,38 @@ class RunDir:
         return self.path / "videos" / f"task{task_id:03d}_ep{episode:04d}.mp4"
 
     def load_records(self) -> list[EpisodeRecord]:
-        """Every record of the run, de-duplicated by episode key (the first finished wins)."""
-        return load_jsonl_records(sorted(self.records_dir.glob("*.jsonl")))
+        """The run's scored records: one per planned episode that has one (the first finished wins).
+
+        Only the episodes of the run's plan (``command.json``) are scored; a record of any other
+        episode is left out here and listed by :meth:`unplanned_records`. A run without a plan
+        (collected demos) scores every record.
+        """
+        return [loc.record for loc in self.scored()]
+
+    def unplanned_records(self) -> list[Located]:
+        """Records (file, line) of episodes that are not in the run's plan: never scored."""
+        planned = self.planned()
+        return [loc for _, loc in sorted(dedupe(self._located()).items()) if not planned(loc.record)]
+
+    def planned(self) -> Callable[[EpisodeRecord], bool]:
+        """Whether a record is of a planned episode (suite, task, episode of ``command.json``).
+
+        A run without ``command.json`` (collected demos) plans whatever it recorded.
+        """
+        if not self.has_command():
+            return lambda rec: True
+        command = self.load_command()
+        suite = command.get("identity", {}).get("suite")
+        pairs = {(s["task_id"], e) for s in command["shards"] for e in s["episodes"]}
+        return lambda rec: (rec.task_id, rec.episode_index) in pairs and suite in (None, rec.suite)
+
+    def _located(self) -> list[Located]:
+        return [loc for path in sorted(self.records_dir.glob("*.jsonl")) for loc in read_jsonl(path)]
+
+    def scored(self) -> list[Located]:
+        """:meth:`load_records` with the file and line of each record."""
+        planned = self.planned()
+        return [loc for _, loc in sorted(dedupe(self._located()).items()) if planned(loc.record)]
 
     def write_start(self, config_yaml: str, protocol: dict[str, Any], command: dict[str, Any]) -> None:
         """Create the directory and write ``config.yaml``, ``protocol.json`` and ``command.json``."""
@@ -114,7 +145,14 @@ class RunDir:
         path = self.path / "command.json"
         if not path.exists():
             raise MissingAsset(f"No run at {self.path} (missing {path.name}); check run= and output_dir=")
-        return json.loads(path.read_text())
+        try:
+            command = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InvalidConfig(f"{path} is damaged (not JSON: {e}); restore it, or use another run_id") from None
+        if not isinstance(command, dict) or not isinstance(command.get("shards", []), list):
+            raise InvalidConfig(f"{path} is damaged (not a run's command: {str(command)[:60]}); "
+                                "restore it, or use another run_id")
+        return command
 
     def load_jobs(self) -> list[dict[str, Any]]:
         """Every submission of the run, oldest first (a resubmitted shard appears more than once)."""

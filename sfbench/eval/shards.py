@@ -62,9 +62,14 @@ class RunSpec:
     first_episode: int = 0  # index of each task's first episode: videos are of the first videos_per_task from it
 
 
-def make_run_id(policy: dict[str, Any], suite: str, protocol: Protocol, checkpoint_sha: str | None = None) -> str:
-    """Deterministic run id, so that rerunning the same command (same weights) resumes the same run."""
-    key = {"policy": policy, "suite": suite, "protocol": protocol.hash}
+def make_run_id(policy: dict[str, Any], suite: str, protocol: Protocol, checkpoint_sha: str | None,
+                tasks: list[int]) -> str:
+    """Deterministic run id over what a run's identity compares, so the same command resumes the same run.
+
+    Policy config, weights, suite, task set and protocol hash are in it; the episode count is not,
+    so raising ``eval.episodes_per_task`` resumes the run and adds episodes.
+    """
+    key = {"policy": policy, "suite": suite, "protocol": protocol.hash, "tasks": sorted(tasks)}
     blob = json.dumps(key if checkpoint_sha is None else {**key, "checkpoint_sha": checkpoint_sha},
                       sort_keys=True, default=str)
     return f"{policy['name']}-{suite}-{protocol.name}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"

@@ -16,7 +16,7 @@ from pathlib import Path
 from sfbench import __version__
 from sfbench.config.tree import group_choices, load_suite
 from sfbench.core.errors import SfbenchError
-from sfbench.eval.records import EpisodeRecord, load_records
+from sfbench.eval.records import EpisodeRecord, Located, dedupe
 from sfbench.eval.rundir import RunDir
 from sfbench.report.aggregate import Rate, rate_of, wilson_interval
 
@@ -92,24 +92,28 @@ def _overall(rates: dict[str, Rate]) -> Rate | None:
     return Rate(n, round(mean * n), mean, low, high)
 
 
-def _cells(runs_dirs: tuple[Path, ...]) -> dict[tuple, dict[tuple, EpisodeRecord]]:
-    """(policy, checkpoint, policy config, suite, task set, protocol, hash) -> records by episode key.
+def _cells(runs_dirs: tuple[Path, ...]) -> dict[tuple, list[EpisodeRecord]]:
+    """(policy, checkpoint, policy config, suite, task set, protocol, hash) -> one record per episode.
 
     The task set is each run's own, per suite, so runs over different task sets never share a cell.
-    A run that cannot be read is skipped with a warning; it never stops the others.
+    An episode recorded by several runs of one cell counts once, by the rule of every reader
+    (:func:`~sfbench.eval.records.first_finished`). A run that cannot be read is skipped with a
+    warning; it never stops the others.
     """
-    cells: dict[tuple, dict[tuple, EpisodeRecord]] = defaultdict(dict)
+    located: dict[tuple, list[Located]] = defaultdict(list)
     for run_dir in sorted(p for d in runs_dirs if d.is_dir() for p in d.iterdir() if p.is_dir()):
         try:
-            records, config = load_records(run_dir), _config_id(RunDir(run_dir))
+            scored, config = RunDir(run_dir).scored(), _config_id(RunDir(run_dir))
         except (OSError, ValueError, SfbenchError) as e:
             log.warning("Skipping run %s: it cannot be read (%s: %s)", run_dir, type(e).__name__, e)
             continue
-        tasks = {s: task_set(s, {r.task_id for r in records if r.suite == s}) for s in {r.suite for r in records}}
-        for rec in records:
-            key = (rec.policy, rec.checkpoint, config, rec.suite, tasks[rec.suite], rec.protocol, rec.protocol_hash)
-            cells[key][rec.key] = _first_finished(cells[key].get(rec.key), rec)
-    return cells
+        suites = {loc.record.suite for loc in scored}
+        tasks = {s: task_set(s, {loc.record.task_id for loc in scored if loc.record.suite == s}) for s in suites}
+        for loc in scored:
+            rec = loc.record
+            located[(rec.policy, rec.checkpoint, config, rec.suite, tasks[rec.suite], rec.protocol,
+                     rec.protocol_hash)].append(loc)
+    return {key: [loc.record for _, loc in sorted(dedupe(locs).items())] for key, locs in located.items()}
 
 
 def _config_id(run: RunDir) -> str:
@@ -120,24 +124,13 @@ def _config_id(run: RunDir) -> str:
     return hashlib.sha256(json.dumps(policy, sort_keys=True).encode()).hexdigest()[:8] if policy else ""
 
 
-def _first_finished(kept: EpisodeRecord | None, new: EpisodeRecord) -> EpisodeRecord:
-    """Of two records of one episode, the one finished first (then the smaller run id): never folder order."""
-    if kept is None:
-        return new
-    if kept.success != new.success:
-        log.warning("Episode %s recorded with different outcomes in runs %s and %s; counting the first finished",
-                    new.key, kept.run_id, new.run_id)
-    return min(kept, new, key=lambda r: (r.finished_at, r.run_id))
-
-
 def measured_rows(*runs_dirs: Path) -> list[Row]:
     """Rows of every run under ``runs_dirs``; runs of one cell are merged by episode key.
 
     The LIBERO overall row needs all four suites over all their tasks.
     """
     rows, by_group = [], defaultdict(dict)
-    for key, by_episode in sorted(_cells(runs_dirs).items()):
-        recs = list(by_episode.values())
+    for key, recs in sorted(_cells(runs_dirs).items()):
         rate, day = rate_of(recs), max(r.finished_at for r in recs)[:10]
         rows.append(_row(key, rate, "measured", day, _per_task(recs)))
         if key[4] == ALL_TASKS:
