@@ -3,12 +3,15 @@
 Talks to any server speaking it: ``sfbench serve`` or openpi's ``serve_policy.py``. Each instance
 holds one connection (one per env worker), so a server sees ``eval.num_workers`` clients and can
 batch them. Every wait is bounded: connecting (``connect_tries`` with doubling backoff) and each
-answer (``timeout_s``). A connection lost mid-episode fails that episode (``policy_error``); the
-next query reconnects. A missing answer fails it as ``policy_timeout``.
+answer (``timeout_s``). A connection lost mid-episode (the server died, the network broke) is an
+infrastructure fault: the episode is not scored and is retried; the next query reconnects. Only an
+error frame, the server's word that the policy itself raised, fails the episode (``policy_error``).
+A missing answer fails it as ``policy_timeout``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, replace
@@ -152,11 +155,10 @@ class RemotePolicy(Policy):
 
     @classmethod
     def content_id(cls, config: RemoteConfig) -> str | None:
-        """The served weights' id from the server's metadata (None when the server does not say)."""
+        """What the server says it serves (:func:`served_id`): part of the run's identity."""
         ws, metadata = open_connection(config.located())
         ws.close()
-        served = metadata.get("checkpoint_id")
-        return str(served) if served not in (None, "none") else None
+        return served_id(metadata)
 
     def _connect(self) -> None:
         located = self.config.located()
@@ -179,9 +181,8 @@ class RemotePolicy(Policy):
 
     @property
     def checkpoint_id(self) -> str:
-        """The served weights' id (``remote:<address>`` when the server names none)."""
-        served = self.metadata.get("checkpoint_id")
-        return str(served) if served not in (None, "none") else f"remote:{self.uri}"
+        """What the server serves (:func:`served_id`), never its address: one model, one cell."""
+        return served_id(self.metadata)
 
     @property
     def record_info(self) -> dict[str, Any]:
@@ -205,9 +206,9 @@ class RemotePolicy(Policy):
         except TimeoutError:
             self._drop()
             raise PolicyTimeout(f"no answer from {self.uri} within {self.config.timeout_s} s") from None
-        except ConnectionClosed as e:
+        except ConnectionClosed as e:  # the server or the network went away: an infrastructure fault, retried
             self._drop()
-            raise RemoteError(f"{self.uri} closed the connection ({e})") from None
+            raise PolicyUnavailable(f"lost the connection to {self.uri} mid-query ({e})") from None
         self.episode = None
         if isinstance(answer, str):
             self._drop()
@@ -227,6 +228,19 @@ class RemotePolicy(Policy):
     def close(self) -> None:
         """Close the connection."""
         self._drop()
+
+
+def served_id(metadata: dict[str, Any]) -> str:
+    """The served weights' id from the server's metadata, else ``meta-<hash of the whole metadata>``.
+
+    Two servers of different models at one address must never share a run or a leaderboard cell,
+    and one model served from two addresses must: so the id is what the server says, not where it is.
+    """
+    served = metadata.get("checkpoint_id")
+    if served not in (None, "none"):
+        return str(served)
+    blob = json.dumps(_plain(metadata), sort_keys=True, default=str)
+    return "meta-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def _plain(obj: Any) -> Any:

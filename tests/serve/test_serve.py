@@ -172,7 +172,7 @@ def test_wrong_action_shape_from_the_remote_fails_the_episode_as_bad_action_shap
         server.stop()
 
 
-def test_a_server_dying_mid_episode_fails_that_episode_and_the_next_one_reconnects():
+def test_a_server_dying_mid_episode_is_an_infrastructure_error_and_the_next_episode_reconnects():
     calls = {"n": 0}
 
     async def dies_once(ws, obs):
@@ -188,13 +188,32 @@ def test_a_server_dying_mid_episode_fails_that_episode_and_the_next_one_reconnec
     server = raw_server(dies_once, {"sfbench": {"requirements": {"views": []}}})
     try:
         first, second = _rollout(remote(server.port), 2)
-        assert first.failure_reason.startswith("policy_error: RemoteError:") and "closed the connection" in \
-            first.failure_reason
+        assert first.failure_reason.startswith("infra_error: policy unavailable: lost the connection"), \
+            f"a lost server is not the policy's failure: {first.failure_reason}"
         assert second.failure_reason is None and second.success
     finally:
         server.stop()
     with pytest.raises(InvalidConfig, match=r"cannot connect to ws://127.0.0.1:\d+ after 2 tries"):
         remote(server.port)
+
+
+class _RaisingPolicy(ReachPolicy):
+    name = "raising"
+    config_class = ReachConfig
+
+    def act(self, obs):
+        raise ValueError("the model itself failed")
+
+
+def test_a_policy_that_raises_on_the_server_stays_a_scored_policy_error():
+    server, batcher = sfbench_server(_RaisingPolicy)
+    try:
+        (out,) = _rollout(remote(server.port), 1)
+        assert out.failure_reason.startswith("policy_error: RemoteError: server error: policy error: ValueError"), \
+            f"an error frame is the policy's own failure: {out.failure_reason}"
+    finally:
+        server.stop()
+        batcher.close()
 
 
 def test_bad_addresses_and_other_protocols_are_one_clear_error():
@@ -222,7 +241,8 @@ def test_episodes_that_find_no_server_are_infrastructure_errors(tmp_path):
     server.stop()
     batcher.close()
     in_flight, later = _rollout(policy, 2)
-    assert in_flight.failure_reason.startswith("policy_error: RemoteError:"), "the query in flight fails"
+    assert in_flight.failure_reason.startswith("infra_error: policy unavailable: lost the connection"), \
+        "the query in flight is not scored"
     assert later.failure_reason.startswith("infra_error: policy unavailable: cannot connect"), "not scored"
     with pytest.raises(PolicyUnavailable, match="no policy server address"):
         RemoteConfig(address_file=str(tmp_path / "server.json"), wait_s=0.5).located()
@@ -248,3 +268,22 @@ def test_cli_bad_input_is_one_line_and_creates_nothing(tmp_path):
     assert not (tmp_path / "runs").exists()
     proc = run_cli("eval", "suite=libero_spatial", "policy=remote", "policy.layout=grpc")
     assert proc.returncode == 2 and "policy.layout" in proc.stderr and "openpi_libero" in proc.stderr
+
+
+def test_servers_without_a_checkpoint_id_are_told_apart_by_what_they_serve_not_by_address():
+    async def never(ws, obs):
+        pass
+
+    ids = {}
+    for name, metadata in [("a1", {"policy": "pi0", "config": "a"}), ("a2", {"policy": "pi0", "config": "a"}),
+                           ("b", {"policy": "pi0", "config": "b"})]:
+        server = raw_server(never, metadata)
+        try:
+            policy = remote(server.port)
+            ids[name] = (policy.checkpoint_id, RemotePolicy.content_id(policy.config))
+            policy.close()
+        finally:
+            server.stop()
+    assert ids["a1"] == ids["a2"], "one model on two ports is one model"
+    assert ids["a1"] != ids["b"], "two models are never pooled, even at one address"
+    assert all(i[0] == i[1] and i[0].startswith("meta-") and "127.0.0.1" not in i[0] for i in ids.values()), ids
