@@ -77,6 +77,12 @@ def task_names(suite: str) -> list[str]:
     return _suite(suite).get_task_names()
 
 
+def task_instructions(suite: str) -> list[str]:
+    """Each task's language instruction, in task-id order (what datasets label their episodes with)."""
+    benchmark = _suite(suite)
+    return [benchmark.get_task(i).language for i in range(benchmark.get_num_tasks())]
+
+
 def check_task_id(suite: str, task_id: int) -> None:
     """Raise :class:`UnknownChoice` unless ``task_id`` is a valid task index of ``suite``."""
     n = _suite(suite).get_num_tasks()

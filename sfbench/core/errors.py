@@ -26,3 +26,7 @@ class InvalidConfig(SfbenchError):
 
 class MissingAsset(SfbenchError):
     """A file, checkpoint, dataset or optional package that is not available."""
+
+
+class DamagedDataset(SfbenchError):
+    """A dataset file that exists but cannot be read as its format says (bad checksum, truncated, inconsistent)."""

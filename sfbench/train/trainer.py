@@ -25,7 +25,8 @@ from sfbench.core.errors import InvalidConfig, SfbenchError
 from sfbench.policies import family_of, make_policy_config
 from sfbench.policies.trainable import TrainablePolicy
 from sfbench.train.align import AlignSettings, SpatialForcing
-from sfbench.train.data.dataset import DataConfig, find_files, load_dataset
+from sfbench.train.data.dataset import DataConfig, load_dataset
+from sfbench.train.data.formats import detect_format
 from sfbench.train.distributed import World, init_world
 from sfbench.train.rundir import METRICS, TRAINING_STATE, checkpoint_dir, latest_checkpoint
 from sfbench.train.targets import TeacherTargets
@@ -258,7 +259,7 @@ def check_job(job: TrainJob) -> None:
         raise InvalidConfig(f"Policy {job.policy['name']} ({family.name}) is not trainable")
     family.check_training(make_policy_config(job.policy))
     World(0, int(os.environ.get("WORLD_SIZE", "1"))).check_batch(settings.batch_size)
-    find_files(job.data["path"])
+    detect_format(job.data["path"])
 
 
 def job_from_config(cfg: dict[str, Any], run_dir: Path) -> TrainJob:

@@ -13,7 +13,8 @@ import torch
 from sfbench.core.constants import VIEWS
 from sfbench.core.errors import InvalidConfig, MissingAsset
 from sfbench.core.normalize import compute_stats, normalize
-from sfbench.train.data.demos import Demo, load_demos
+from sfbench.train.data.demos import Demo
+from sfbench.train.data.formats import load_demos
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,13 @@ class DataConfig:
     """The ``data`` section of ``configs/train.yaml``.
 
     Args:
-        path: A LIBERO-layout HDF5 file, or a directory of them (``*.hdf5``, searched recursively).
+        path: A LIBERO-layout HDF5 file or a directory of them (``*.hdf5``, searched recursively), an RLDS
+            dataset (suite dir, its ``1.0.0/`` or a root of suites) or a LeRobotDataset root (v2.0/v2.1/v3.0);
+            the format is detected (:mod:`sfbench.train.data.formats`).
+        suite: Keep only episodes of this suite's tasks (matched by instruction) from an RLDS or LeRobot
+            dataset, e.g. libero_spatial out of a combined 40-task copy; null keeps every episode.
+        keys: Dataset keys for sfbench's names (``agentview``, ``wrist``, ``proprio``, ``action``) when an RLDS
+            or LeRobot copy names them differently; null uses the format's defaults / ``info.json``.
         fraction: Fraction of each task's demos used (data-efficiency curves); 1.0 = all.
         demos_per_task: Use exactly this many demos per task instead (overrides ``fraction``).
         subset_seed: Seed of the deterministic demo subset.
@@ -37,6 +44,8 @@ class DataConfig:
     """
 
     path: str = "results/demos"
+    suite: str | None = None
+    keys: dict[str, str] | None = None
     fraction: float = 1.0
     demos_per_task: int | None = None
     subset_seed: int = 0
@@ -80,7 +89,7 @@ def select_demos(demos: list[Demo], fraction: float, demos_per_task: int | None,
     """
     by_file: dict[str, list[Demo]] = {}
     for d in demos:
-        by_file.setdefault(d.source.rsplit(":", 1)[0], []).append(d)
+        by_file.setdefault(d.group or d.source.rsplit(":", 1)[0], []).append(d)
     chosen = []
     for i, (_, group) in enumerate(sorted(by_file.items())):
         k = subset_size(len(group), fraction, demos_per_task)
@@ -132,7 +141,7 @@ class DemoDataset(torch.utils.data.Dataset):
 
 def load_dataset(cfg: DataConfig, views: tuple[str, ...] = VIEWS, chunk: int = 8) -> tuple[DemoDataset, dict]:
     """Read, subset and index the demos; stats (q01/q99) come from the selected demos only."""
-    demos = [d for f in find_files(cfg.path) for d in load_demos(f)]
+    demos = load_demos(cfg.path, suite=cfg.suite, keys=dict(cfg.keys) if cfg.keys else None)
     if cfg.init_states_below is not None:
         demos = [d for d in demos if in_training_split(d.init_state, cfg.init_states_below)]
         if not demos:

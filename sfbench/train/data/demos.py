@@ -63,12 +63,15 @@ class Demo:
     Attributes:
         actions: (T, 7) float32.
         proprio: (T, 8) float32: ee_pos, ee_ori (axis-angle), gripper_states.
-        images: view -> (T, H, W, 3) uint8.
+        images: view -> (T, H, W, 3) uint8: an array, or a lazily decoded sequence of frames
+            (:mod:`sfbench.train.data.frames`) with the same ``len`` and ``[t]``.
         instruction: The task's instruction.
         task_id: Index of the task in its suite (-1 when unknown).
         camera: view -> {"depth": (T, H, W), "intrinsics": (T, 3, 3), "extrinsics": (T, 4, 4)}, when present.
         source: ``<file>:<demo name>``, for error messages.
         init_state: Index of the suite init state the demo started from (-1 when unknown).
+        group: What ``data.fraction`` subsets are drawn within: empty for an HDF5 demo (its file, one task),
+            ``<suite>/<task id>`` (or the instruction) for a released dataset's episode.
     """
 
     actions: np.ndarray
@@ -79,6 +82,7 @@ class Demo:
     camera: dict[str, dict[str, np.ndarray]]
     source: str
     init_state: int = -1
+    group: str = ""
 
 
 def demo_arrays(trajectory: list[tuple[dict, np.ndarray]]) -> dict[str, np.ndarray]:
