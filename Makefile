@@ -8,7 +8,7 @@ export MUJOCO_GL ?= egl
 # pip's warnings go to .venv/install.log (this install only); its tail is printed when a step fails.
 LOGGED  = >> $(VENV)/install.log 2>&1 || { tail -n 40 $(VENV)/install.log >&2; exit 1; }
 
-.PHONY: install system-deps slurm-up slurm-down demo test test-fast clean
+.PHONY: install system-deps browser-deps slurm-up slurm-down demo test test-fast report clean
 
 # Debian packages for headless MuJoCo rendering through EGL on Mesa (imageio-ffmpeg ships ffmpeg).
 DEB_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libgles2
@@ -35,6 +35,19 @@ $(VENV)/.installed: pyproject.toml constraints.txt Makefile | system-deps
 
 install: $(VENV)/.installed
 
+# Debian's headless Chromium for the report's browser tests (driven by Playwright, which downloads no browser).
+BROWSER_PACKAGES := chromium
+browser-deps:
+	@missing=$$(for p in $(BROWSER_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# The static report site of the committed results: results/site/index.html (opens from file://).
+report: install
+	$(VENV)/bin/sfbench report
+
 # Evaluate the scripted expert on three libero_spatial tasks, print the summary and the leaderboard path.
 demo: install
 	$(VENV)/bin/sfbench eval suite=libero_spatial policy=scripted eval.tasks=[0,1,2] eval.episodes_per_task=3 eval.videos_per_task=1
@@ -48,10 +61,10 @@ slurm-up:
 slurm-down:
 	bash tests/slurm/stop_slurm.sh
 
-test: install slurm-up
+test: install browser-deps slurm-up
 	$(PY) -m pytest -q
 
-test-fast: install
+test-fast: install browser-deps
 	$(PY) -m pytest -q -m "not sim and not slurm"
 
 clean:

@@ -27,6 +27,7 @@ commands:
   probe         depth probe on frozen visual tokens:  sfbench probe checkpoints=[<ckpt_a>,<ckpt_b>] probe.data=<demos>
   compare       paired comparison of two runs:  sfbench compare runs=[<run_a>,<run_b>]
   leaderboard   write results/leaderboard.csv from results/runs, experiments and reference:  sfbench leaderboard
+  report        static site of the results (file://; `report serve`: localhost):  sfbench report report.output_dir=site
   serve         serve a policy over openpi's websocket protocol:  sfbench serve policy=scripted serve.port=8000
   suites        list the suites and their task counts:  sfbench suites
   doctor        check what a suite needs on this machine:  sfbench doctor suite=robotwin_clean
@@ -204,6 +205,15 @@ def cmd_leaderboard(overrides: list[str]) -> None:
     _out(f"leaderboard: {write_leaderboard(results_dir)}")
 
 
+def cmd_report(overrides: list[str]) -> None:
+    """Write the static report site (``serve`` first: then serve it on localhost)."""
+    from sfbench.config.compose import compose_config
+    from sfbench.report.site.run import run_report
+
+    serve = bool(overrides) and overrides[0] == "serve"
+    run_report(compose_config("report", overrides[serve:]), serve=serve, announce=_out)
+
+
 def cmd_suites(overrides: list[str]) -> None:
     """List suites with their task counts and protocol keys."""
     from sfbench.config.tree import SUITE_ALIASES, group_choices, load_suite
@@ -263,6 +273,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "curves": cmd_curves,
     "probe": cmd_probe,
     "leaderboard": cmd_leaderboard,
+    "report": cmd_report,
     "serve": cmd_serve,
     "suites": cmd_suites,
     "doctor": cmd_doctor,
