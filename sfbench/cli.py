@@ -33,8 +33,11 @@ commands:
   doctor        check what a suite needs on this machine:  sfbench doctor suite=robotwin_clean
   robotwin-policy  a RoboTwin policy/<name>/ that queries sfbench serve:  sfbench robotwin-policy root=<RoboTwin>
 
-Overrides use Hydra syntax; `sfbench <command> --help` lists its keys, defaults and config groups."""
+Overrides use Hydra syntax; `sfbench <command> --help` lists its keys, defaults and config groups.
+eval, collect, train and curves take a dry run (e.g. eval.dry_run=true): validate, print the plan, create nothing.
+sfbench --version prints the version (also in every episode record)."""
 HELP_FLAGS = ("-h", "--help")
+VERSION_FLAGS = ("-V", "--version")
 
 
 def _out(text: str) -> None:
@@ -48,7 +51,13 @@ def cmd_eval(overrides: list[str]) -> None:
     from sfbench.eval.run import run_eval
     from sfbench.report.aggregate import format_summary
 
-    spec, summary = run_eval(compose_config("eval", overrides), overrides)
+    cfg = compose_config("eval", overrides)
+    if cfg.eval.dry_run:
+        from sfbench.eval.dry_run import format_eval_plan, plan_eval
+
+        _out(format_eval_plan(plan_eval(cfg)))
+        return
+    spec, summary = run_eval(cfg, overrides)
     if summary is None:
         _out(f"submitted run {spec.run_id}\n  status: sfbench status run={spec.run_id} output_dir={spec.run_dir.parent}"
              f"\n  merge:  sfbench merge run={spec.run_id} output_dir={spec.run_dir.parent}")
@@ -129,9 +138,13 @@ def cmd_collect(overrides: list[str]) -> None:
     """Collect scripted-expert demonstrations; print the expert's success table and the files."""
     from sfbench.config.compose import compose_config
     from sfbench.report.aggregate import format_summary
-    from sfbench.train.collect import run_collect
+    from sfbench.train.collect import plan_collect, run_collect
 
-    spec, summary = run_collect(compose_config("collect", overrides))
+    cfg = compose_config("collect", overrides)
+    if cfg.collect.dry_run:
+        _out(plan_collect(cfg))
+        return
+    spec, summary = run_collect(cfg)
     _out(format_summary(summary))
     o = summary["overall"]
     _out(f"kept {o['successes']} of {o['n']} demos (expert success {100 * o['success_rate']:.1f}%) "
@@ -140,9 +153,13 @@ def cmd_collect(overrides: list[str]) -> None:
 
 def cmd_train(overrides: list[str]) -> None:
     """Train (``-m``: a sweep of runs); print each run directory and its final checkpoint or job."""
-    from sfbench.train.run import run_train
+    from sfbench.train.run import plan_train, run_train
 
     multirun = bool(overrides) and overrides[0] in ("-m", "--multirun")
+    plan = plan_train(overrides[1:] if multirun else overrides, multirun=multirun)
+    if plan is not None:
+        _out(plan)
+        return
     for job, result in run_train(overrides[1:] if multirun else overrides, multirun=multirun):
         _out(f"{job.run_dir}: {result if isinstance(result, Path) else 'job ' + str(result.job_id)}")
 
@@ -302,6 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in (*HELP_FLAGS, "help"):
         _out(USAGE)
+        return 0
+    if argv[0] in VERSION_FLAGS:
+        from sfbench.core import provenance
+
+        _out(f"sfbench {provenance.versions()['sfbench']}")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     quiet_third_party_logs()

@@ -9,6 +9,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from sfbench.config.compose import compose_config, config_groups
+from sfbench.config.docs import section_docs, yaml_comments
 from sfbench.config.tree import config_dir, group_choices
 
 # Commands without a Hydra config: their key=value options.
@@ -34,17 +35,59 @@ def _type(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+def _keys(cfg: DictConfig, docs: dict[str, str], prefix: str = "") -> list[str]:
     lines = []
     for key in cfg:
         value = cfg._get_node(key)._value() if OmegaConf.is_missing(cfg, key) else cfg[key]
-        if isinstance(value, DictConfig) and len(value):
-            lines += _keys(value, f"{prefix}{key}.")
+        if isinstance(value, DictConfig) and len(value) and f"{prefix}{key}" not in docs:
+            lines += _keys(value, docs, f"{prefix}{key}.")
         else:
             plain = OmegaConf.to_container(value) if isinstance(value, DictConfig | ListConfig) else value
             shown = "??? (required)" if OmegaConf.is_missing(cfg, key) else json.dumps(plain)
             lines.append(f"  {prefix}{key} = {shown}  ({_type(value)})")
+            if f"{prefix}{key}" in docs:
+                lines.append(f"      {docs[prefix + key]}")
     return lines
+
+
+def _schemas(command: str, cfg: DictConfig) -> dict[str, type | None]:
+    """The dataclass that validates each section of ``command``'s config (the one source of key docs)."""
+    from sfbench.config.tree import SuiteConfig
+    from sfbench.core.protocol import Protocol
+    from sfbench.eval.run import EvalSettings
+    from sfbench.launch.executors import LauncherConfig
+    from sfbench.policies import family_of
+
+    schemas: dict[str, type | None] = {"suite": SuiteConfig, "protocol": Protocol, "launcher": LauncherConfig,
+                                       "eval": EvalSettings, "collect": EvalSettings}
+    if "policy" in cfg:
+        schemas["policy"] = family_of(OmegaConf.to_container(cfg.policy)).config_class
+    if command == "train":
+        from sfbench.train.align import AlignSettings
+        from sfbench.train.data.dataset import DataConfig
+        from sfbench.train.trainer import TrainSettings
+
+        schemas |= {"train": TrainSettings, "data": DataConfig, "align": AlignSettings}
+    if "server" in cfg:
+        from sfbench.serve.served_run import ServerSettings
+
+        schemas["server"] = ServerSettings
+    if command == "serve":
+        from sfbench.serve.server import ServeConfig
+
+        schemas["serve"] = ServeConfig
+    return {k: v for k, v in schemas.items() if k in cfg}
+
+
+def _key_docs(command: str, cfg: DictConfig) -> dict[str, str]:
+    """Dotted key -> one line of meaning: the schema's docstring, else the config file's own comment."""
+    docs = yaml_comments((config_dir() / f"{command}.yaml").read_text())
+    for group in config_groups(command):
+        name = cfg[group].get("name") if group in cfg and isinstance(cfg[group], DictConfig) else None
+        path = config_dir() / group / f"{name}.yaml"
+        if name and path.is_file():
+            docs |= yaml_comments(path.read_text(), f"{group}.")
+    return docs | section_docs(_schemas(command, cfg))
 
 
 def _groups(command: str) -> list[str]:
@@ -55,8 +98,18 @@ def _groups(command: str) -> list[str]:
         default = chosen.get(group)
         default = "chosen by ${policy} when configs/" + group + "/<policy>.yaml exists" if "${" in str(default) \
             else f"default {default}"
-        lines.append(f"  {group}=<{'|'.join(group_choices(group))}>  ({default})")
+        choices = _trainable(group_choices(group)) if (command, group) == ("train", "policy") else group_choices(group)
+        lines.append(f"  {group}=<{'|'.join(choices)}>  ({default})")
     return lines
+
+
+def _trainable(policies: list[str]) -> list[str]:
+    """The policy options whose family can be trained (``sfbench train`` refuses the others)."""
+    from sfbench.policies import family_of
+    from sfbench.policies.trainable import TrainablePolicy
+
+    options = {p: yaml.safe_load((config_dir() / "policy" / f"{p}.yaml").read_text()) for p in policies}
+    return [p for p, cfg in options.items() if issubclass(family_of(cfg), TrainablePolicy)]
 
 
 def command_help(command: str, summary: str) -> str:
@@ -70,5 +123,5 @@ def command_help(command: str, summary: str) -> str:
         return "\n".join(lines + (["", "options:", *(f"  {o}" for o in options)] if options else []))
     cfg = compose_config(command, [])
     lines += ["", "config groups (group=option):", *_groups(command)]
-    lines += ["", "keys (key=value, Hydra syntax; lists as [a,b]):", *_keys(cfg)]
+    lines += ["", "keys (key=value, Hydra syntax; lists as [a,b]):", *_keys(cfg, _key_docs(command, cfg))]
     return "\n".join(lines)

@@ -47,6 +47,7 @@ class CurveSettings:
     output_dir: str = "results/curves"
     name: str | None = None
     replot: str | None = None
+    dry_run: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in curves.KINDS:
@@ -126,6 +127,8 @@ def run_curves(cfg: DictConfig) -> dict[str, Any]:
     jobs = [(run, step) for run in runs for step in _steps(settings, run)]
     for run, step in jobs:
         run.checkpoint(step)  # every requested checkpoint exists, before any evaluation starts
+    if settings.dry_run:
+        return _dry_run(cfg, jobs, list(first.task_ids))
     measurements = []
     for i, (run, step) in enumerate(jobs, 1):
         log.info("[%d/%d] %s step %d", i, len(jobs), run.run_id, step)
@@ -133,6 +136,18 @@ def run_curves(cfg: DictConfig) -> dict[str, Any]:
         x = _x(settings.kind, data[run.run_id], step)
         measurements.append(curves.Measurement(labels[run.run_id], run.run_id, x, successes, n, eval_run))
     return _write(settings, cfg, measurements, first)
+
+
+def _dry_run(cfg: DictConfig, jobs: list[tuple[TrainRun, int]], tasks: list[int]) -> dict[str, Any]:
+    """Validate every checkpoint's eval run as it would start and describe them; create nothing."""
+    from sfbench.eval.dry_run import plan_eval
+
+    lines = [f"dry run of sfbench curves: nothing was created; {len(jobs)} checkpoint eval runs"]
+    for run, step in jobs:
+        plan = plan_eval(_eval_config(cfg, run, step, tasks)[0])
+        lines.append(f"  {run.run_id} step {step}: eval run {plan.spec.run_id}, {plan.episodes} episodes, "
+                     f"{plan.recorded} already recorded")
+    return {"table": "\n".join(lines), "files": {}}
 
 
 def _write(settings: CurveSettings, cfg: DictConfig, measurements: list[curves.Measurement],

@@ -30,9 +30,24 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvalSettings:
-    """The ``eval`` section of ``configs/eval.yaml`` (and ``collect`` of ``collect.yaml``)."""
+    """The ``eval`` section of ``configs/eval.yaml`` (and ``collect`` of ``collect.yaml``).
 
-    tasks: list[int | str] | None = None  # ids, or task names
+    Args:
+        tasks: Task ids or names to evaluate; null = every task of the suite.
+        episodes_per_task: Episodes per task; episode i starts from the suite's init state i.
+        first_episode: Index of each task's first episode (keep training init states out with it).
+        videos_per_task: MP4s of the first K episodes of each task (0 = none).
+        episodes_per_shard: Episodes per shard, the unit of resumable work and of cluster jobs.
+        num_workers: Env worker processes stepping episodes at once (per job on a cluster).
+        infra_retries: Retries, within one command, of an episode hit by an infrastructure error.
+        render_on_demand: Render camera images only for the steps the policy reads (same outcomes).
+        video_stride: Control steps per video frame (videos play at 20 / video_stride fps).
+        progress: Show a progress bar.
+        dry_run: Validate everything and print the plan (run id, shards, episodes, what is recorded,
+            weights, protocol hash); create nothing.
+    """
+
+    tasks: list[int | str] | None = None
     episodes_per_task: int = 50
     first_episode: int = 0
     videos_per_task: int = 1
@@ -42,6 +57,7 @@ class EvalSettings:
     render_on_demand: bool = True
     video_stride: int = 1
     progress: bool = True
+    dry_run: bool = False
 
     def __post_init__(self) -> None:
         problems = [
@@ -161,7 +177,7 @@ def start_run(cfg: DictConfig, spec: RunSpec, shards: list[Shard], overrides: li
         _check_same_run(spec, records)
         identity = run_identity(spec, shards)
         if layout.has_command():
-            _check_same_identity(spec.run_id, layout.load_command().get("identity"), identity)
+            check_same_identity(spec.run_id, layout.load_command().get("identity"), identity)
         command = [o for o in overrides if not o.startswith("run_id=")] + [f"run_id={spec.run_id}"]
         layout.write_start(OmegaConf.to_yaml(cfg), {"hash": spec.protocol.hash, **spec.protocol.to_dict()}, {
             "identity": identity, "overrides": command,
@@ -175,7 +191,7 @@ def run_identity(spec: RunSpec, shards: list[Shard]) -> dict:
             "tasks": sorted({s.task_id for s in shards}), "protocol_hash": spec.protocol.hash}
 
 
-def _check_same_identity(run_id: str, stored: dict | None, wanted: dict) -> None:
+def check_same_identity(run_id: str, stored: dict | None, wanted: dict) -> None:
     """Refuse to add episodes to a run of another identity, naming what differs."""
     if stored is None or stored == wanted:
         return

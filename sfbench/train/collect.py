@@ -56,6 +56,16 @@ def _file_attrs(spec: RunSpec, task_id: int) -> dict:
     }
 
 
+def plan_collect(cfg: DictConfig) -> str:
+    """``collect.dry_run=true``: validate as :func:`run_collect` does and describe the plan; create nothing."""
+    from sfbench.eval.dry_run import format_eval_plan, plan_eval
+
+    plan = plan_eval(cfg, section="collect", reads_depth=True)
+    views = demo_requirements(cfg, plan.spec).views
+    return format_eval_plan(plan, "collect") + f"\n  demos:      views {list(views)} with depth, in " \
+        f"{RunDir(plan.spec.run_dir).demos}"
+
+
 def run_collect(cfg: DictConfig) -> tuple[RunSpec, dict]:
     """Collect (or resume collecting) demos; returns the run spec and the expert's summary."""
     spec, shards = make_run_spec(cfg, section="collect", reads_depth=True)
