@@ -16,7 +16,7 @@ from sfbench.config.sweep import expand_sweeps
 from sfbench.core.errors import InvalidConfig
 from sfbench.core.io import check_output_dir, check_run_id
 from sfbench.launch.executors import LauncherConfig, submit_calls
-from sfbench.train.rundir import CONFIG
+from sfbench.train.rundir import CONFIG, latest_checkpoint
 from sfbench.train.trainer import RUNTIME_SETTINGS, TrainJob, check_job, job_from_config
 
 NEWER_DATA_KEYS = frozenset({"suite", "keys"})
@@ -47,6 +47,26 @@ def _resolve(overrides: list[str]) -> tuple[dict[str, Any], TrainJob]:
     check_job(job)
     make_config(LauncherConfig, container["launcher"], what="launcher")
     return container, job
+
+
+def plan_train(overrides: list[str], *, multirun: bool = False) -> str | None:
+    """``train.dry_run=true``: validate every sweep point as :func:`run_train` does and describe it.
+
+    None when the command is not a dry run; nothing is created either way.
+    """
+    points = expand_sweeps(overrides) if multirun else [overrides]
+    resolved = [_resolve(p) for p in points]
+    if not any(c["train"].get("dry_run") for c, _ in resolved):
+        return None
+    lines = [f"dry run of sfbench train: nothing was created; {len(resolved)} run(s) via launcher "
+             f"{resolved[0][0]['launcher']['name']}"]
+    for cfg, job in resolved:
+        latest = latest_checkpoint(job.run_dir) if job.run_dir.is_dir() else None
+        start = f"resumes from {latest}" if latest else "starts at step 0"
+        lines += [f"  {job.run_dir}: policy {cfg['policy']['name']}, {cfg['train']['steps']} steps of batch "
+                  f"{cfg['train']['batch_size']}, data {cfg['data']['path']}, {start}"
+                  + (", Spatial Forcing (align)" if job.align else "")]
+    return "\n".join(lines)
 
 
 def run_train(overrides: list[str], *, multirun: bool = False) -> list[tuple[TrainJob, Any]]:

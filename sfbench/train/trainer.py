@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16")
 
 # ``train`` settings that do not change what is trained: left out of run ids and curve labels.
-RUNTIME_SETTINGS = frozenset({"progress", "num_threads", "log_every", "save_every", "device"})
+RUNTIME_SETTINGS = frozenset({"progress", "num_threads", "log_every", "save_every", "device", "dry_run"})
 
 
 @dataclass
@@ -61,6 +61,7 @@ class TrainSettings:
     device: str = "cpu"
     precision: str = "fp32"
     progress: bool = True
+    dry_run: bool = False
 
     def __post_init__(self) -> None:
         try:
