@@ -32,6 +32,7 @@ commands:
   suites        list the suites and their task counts:  sfbench suites
   doctor        check what a suite needs on this machine:  sfbench doctor suite=robotwin_clean
   robotwin-policy  a RoboTwin policy/<name>/ that queries sfbench serve:  sfbench robotwin-policy root=<RoboTwin>
+  data          inspect a dataset or export it as LeRobot v3.0:  sfbench data info data.path=<hdf5|rlds|lerobot dir>
 
 Overrides use Hydra syntax; `sfbench <command> --help` lists its keys, defaults and config groups.
 eval, collect, train and curves take a dry run (e.g. eval.dry_run=true): validate, print the plan, create nothing.
@@ -282,6 +283,34 @@ def cmd_robotwin_policy(overrides: list[str]) -> None:
          "beat_block_hammer demo_clean sfbench 0 0")
 
 
+def cmd_data(overrides: list[str]) -> None:
+    """``data info``: what a dataset holds; ``data export``: write it as a LeRobotDataset v3.0."""
+    import yaml
+
+    from sfbench.train.data.commands import check_export, dataset_info, export_dataset, format_info
+
+    action, rest = (overrides[0], overrides[1:]) if overrides else ("", [])
+    if action not in ("info", "export"):
+        raise UnknownChoice("data action", action, ["info", "export"])
+    keys = ("data.path", "data.suite", "data.keys", "data.to", "output", "data.video", "data.vcodec", "data.fps")
+    opts = _options(rest, {k: f"{k}=<value>" for k in keys})
+    if "data.path" not in opts:
+        raise SfbenchError("Missing data.path=<dataset> (LIBERO HDF5, an RLDS dir or a LeRobotDataset root)")
+    try:
+        data_keys = yaml.safe_load(opts["data.keys"]) if "data.keys" in opts else None
+        video, fps = yaml.safe_load(opts.get("data.video", "false")), int(opts.get("data.fps", "10"))
+    except (yaml.YAMLError, ValueError) as e:
+        raise InvalidConfig(f"data: {e}") from None
+    common = {"suite": opts.get("data.suite"), "keys": data_keys}
+    if action == "info":
+        _out(format_info(dataset_info(opts["data.path"], **common)))
+        return
+    check_export(opts.get("data.to", "lerobot"), opts.get("output"), opts.get("data.vcodec", "libx264"))
+    out, n = export_dataset(opts["data.path"], opts["output"], to=opts.get("data.to", "lerobot"), video=bool(video),
+                            vcodec=opts.get("data.vcodec", "libx264"), fps=fps, **common)
+    _out(f"wrote {n} episodes as LeRobotDataset v3.0 to {out}\n  check: sfbench data info data.path={out}")
+
+
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "eval": cmd_eval,
     "collect": cmd_collect,
@@ -295,6 +324,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "suites": cmd_suites,
     "doctor": cmd_doctor,
     "robotwin-policy": cmd_robotwin_policy,
+    "data": cmd_data,
     "status": cmd_status,
     "merge": cmd_merge,
 }

@@ -147,6 +147,11 @@ def load_dataset(cfg: DataConfig, views: tuple[str, ...] = VIEWS, chunk: int = 8
         if not demos:
             raise InvalidConfig(f"No demo in {cfg.path} started from an init state below "
                                 f"data.init_states_below={cfg.init_states_below}")
+    missing = sorted({v for d in demos for v in views if v not in d.images})
+    if missing:
+        have = sorted({v for d in demos for v in d.images})
+        raise InvalidConfig(f"data.path={cfg.path} has no {missing[0]!r} view (it has {', '.join(have) or 'none'}); "
+                            "the policy needs " + ", ".join(views) + "; map a camera with data.keys")
     chosen = select_demos(demos, cfg.fraction, cfg.demos_per_task, cfg.subset_seed)
     stats = {
         "action": compute_stats(np.concatenate([d.actions for d in chosen])),

@@ -213,7 +213,8 @@ def _write_meta(root: Path, st: _State, features: dict, opts: LeRobotWriteOption
              "metadata": None},
             {"name": None, "field_name": "__index_level_0__", "pandas_type": "unicode", "numpy_type": "object",
              "metadata": None}], "attributes": {}, "creator": {"library": "pyarrow", "version": pa.__version__}}
-        tasks = pa.table({"task_index": pa.array(range(len(texts)), pa.int64()), "__index_level_0__": texts})
+        tasks = pa.table({"task_index": pa.array(range(len(texts)), pa.int64()),
+                          "__index_level_0__": pa.array(texts, pa.large_string())})
         pq.write_table(tasks.replace_schema_metadata({"pandas": json.dumps(pandas)}), meta / "tasks.parquet")
         rows = [ep | {"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0} for ep in st.episodes]
         (meta / "episodes" / "chunk-000").mkdir(parents=True, exist_ok=True)
