@@ -26,7 +26,7 @@ commands:
   curves        success vs training step / data:  sfbench curves kind=convergence runs=[<train_a>,<train_b>]
   probe         depth probe on frozen visual tokens:  sfbench probe checkpoints=[<ckpt_a>,<ckpt_b>] probe.data=<demos>
   compare       paired comparison of two runs:  sfbench compare runs=[<run_a>,<run_b>]
-  leaderboard   write results/leaderboard.csv from results/runs, experiments and reference:  sfbench leaderboard
+  leaderboard   write results/leaderboard.csv, print it:  sfbench leaderboard leaderboard.suite=libero_10 --format json
   report        static site of the results (file://; `report serve`: localhost):  sfbench report report.output_dir=site
   serve         serve a policy over openpi's websocket protocol:  sfbench serve policy=scripted serve.port=8000
   suites        list the suites and their task counts:  sfbench suites
@@ -211,16 +211,16 @@ def cmd_probe(overrides: list[str]) -> None:
 
 
 def cmd_leaderboard(overrides: list[str]) -> None:
-    """Rebuild the leaderboard CSV."""
+    """Rebuild the leaderboard CSV and print it (leaderboard.format=table|markdown|csv|json, filters)."""
     from sfbench.report.leaderboard import write_leaderboard
+    from sfbench.report.table import leaderboard_text, parse_options
 
-    results_dir = Path("results")
-    for o in overrides:
-        key, _, value = o.partition("=")
-        if key != "results_dir":
-            raise UnknownChoice("leaderboard option", key, ["results_dir"])
-        results_dir = Path(value)
-    _out(f"leaderboard: {write_leaderboard(results_dir)}")
+    results_dir, fmt, filters = parse_options(overrides)
+    path = write_leaderboard(Path(results_dir))
+    _out(leaderboard_text(path, fmt, filters))
+    if fmt in ("table", "markdown"):  # csv and json stay machine-readable; the path is logged
+        _out(f"\nleaderboard: {path}")
+    logging.getLogger(__name__).info("leaderboard: %s", path)
 
 
 def cmd_report(overrides: list[str]) -> None:
