@@ -42,6 +42,7 @@ class OpenVLA3DConfig(OpenVLAOFTConfig):
     depth_stride: int = 1
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.depth_stride < 1:
             raise InvalidConfig(f"policy.depth_stride={self.depth_stride} must be >= 1")
 

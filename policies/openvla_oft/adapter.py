@@ -20,6 +20,7 @@ from sfbench.policies.openvla_oft.checkpoint import OFTCheckpoint, load_model, r
 from sfbench.policies.openvla_oft.constants import ACTION_DIM, AUX_PREFIXES, NUM_ACTIONS_CHUNK
 from sfbench.policies.openvla_oft.model import OpenVLAOFT
 from sfbench.policies.openvla_oft.processing import (
+    IMAGE_CHAINS,
     env_actions,
     image_pixels,
     load_tokenizer,
@@ -48,6 +49,10 @@ class OpenVLAOFTConfig:
         checkpoint: Local checkpoint directory in OFT's released layout (required).
         unnorm_key: Key of ``dataset_statistics.json``; None = the suite, or ``<suite>_no_noops``.
         center_crop: OFT's 90%-area centre crop (its checkpoints were trained with random crops).
+        image_chain: How a view becomes the processor's image. ``oft_tf``: OFT's TensorFlow chain
+            (JPEG round trip, Lanczos-3 to 224, sub-pixel centre crop, truncation), ported to numpy
+            and equal to TensorFlow's uint8 output on the golden fixture; training uses the same chain.
+            Part of the run identity, so scores of another chain never share a leaderboard cell.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:<i>``; bf16 on CUDA, float32 on CPU.
         base: Training only: the VLA to fine-tune (``openvla-7b`` or an OFT checkpoint directory).
         lora_rank, lora_alpha, lora_dropout: The LoRA recipe (OFT / SF: 32, 16, 0.0), on all linear layers.
@@ -57,11 +62,17 @@ class OpenVLAOFTConfig:
     checkpoint: str | None = None
     unnorm_key: str | None = None
     center_crop: bool = True
+    image_chain: str = "oft_tf"
     device: str = "auto"
     base: str | None = None
     lora_rank: int = 32
     lora_alpha: int = 16
     lora_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.image_chain not in IMAGE_CHAINS:
+            raise InvalidConfig(f"policy.image_chain={self.image_chain!r} is not a known image chain; "
+                                f"choices: {', '.join(IMAGE_CHAINS)}")
 
 
 def _device(name: str) -> torch.device:

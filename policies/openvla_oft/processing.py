@@ -1,10 +1,13 @@
 """OFT's inputs and outputs: images per tower, the prompt's token ids, q01/q99 (un)normalisation, gripper.
 
-Image path (``run_libero_eval.py`` + ``PrismaticImageProcessor``): the env's 256 px views (already
-rotated by the protocol) -> 224 px -> 90%-area centre crop resized back to 224 -> per-tower
-normalisation with the checkpoint's saved statistics -> [DINOv2 3 ch, SigLIP 3 ch] per view.
-OFT resizes with TensorFlow (JPEG round trip, lanczos3); here torch's antialiased bicubic and
-bilinear resizes stand in, rounded to uint8 where OFT rounds: close, not bit-exact.
+Image path, ``image_chain: oft_tf`` (``run_libero_eval.py`` + ``PrismaticImageProcessor``): the env's
+256 px view (already rotated by the protocol) -> JPEG round trip (quality 95, 4:2:0, TensorFlow's
+fast-integer-IDCT decode) -> Lanczos-3 antialiased resize to 224, rounded to uint8 -> 90%-area centre
+crop: ``crop_and_resize`` of the sub-pixel box of side sqrt(0.9), bilinear and corner-aligned, then
+truncated to uint8 as ``convert_image_dtype`` does -> ``u / 255`` and per-tower normalisation with the
+checkpoint's saved statistics -> [DINOv2 3 ch, SigLIP 3 ch] per view. Each TensorFlow step is ported
+to numpy in :mod:`~sfbench.policies.openvla_oft.tf_image`; on the golden fixture (real LIBERO frames
+of three suites, both views, and synthetic hard cases) the uint8 images equal tensorflow-cpu 2.21's.
 """
 
 from __future__ import annotations
@@ -14,11 +17,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from sfbench.core.errors import InvalidConfig
-from sfbench.core.images import center_box, crop_resize
 from sfbench.policies.openvla_oft.constants import (
     BOS_ID,
     NUM_ACTION_TOKENS,
@@ -27,23 +28,66 @@ from sfbench.policies.openvla_oft.constants import (
     SPACE_ID,
     STOP_ID,
 )
+from sfbench.policies.openvla_oft.tf_image import (
+    crop_and_resize,
+    float_to_uint8,
+    jpeg_round_trip,
+    resize_lanczos3,
+    square_box,
+    uint8_to_float,
+)
 from sfbench.policies.openvla_oft.vit import IMAGE
 
 CROP_AREA = 0.9
+CROP_SIDE = np.sqrt(np.float32(CROP_AREA))  # tf.sqrt(0.9) in float32: the crop box's side, normalised
+IMAGE_CHAINS = ("oft_tf",)  # the values of policy.image_chain (recorded in every run's identity)
 EPS = 1e-8
 
 
-def _to_uint8(x: torch.Tensor) -> torch.Tensor:
-    return (x.clamp(0.0, 1.0) * 255.0).round() / 255.0
+def resized_view(view: np.ndarray, *, jpeg: bool = True) -> np.ndarray:
+    """HWC uint8 view -> (224, 224, 3) uint8: JPEG round trip (unless already decoded from JPEG), Lanczos-3."""
+    return resize_lanczos3(jpeg_round_trip(view) if jpeg else view, IMAGE)
+
+
+def crop_box(offset: float | None) -> tuple[np.float32, ...]:
+    """The normalised 90%-area box: centred (``offset=None``) or at ``offset`` in [0, 1) of the free margin.
+
+    OFT's training crop (dlimp's ``random_resized_crop`` with scale 0.9, ratio 1) draws its vertical
+    and horizontal offsets from one seed, so they are equal: the box slides along the diagonal.
+    """
+    margin = np.float32(1.0) - CROP_SIDE
+    start = margin / np.float32(2.0) if offset is None else np.float32(offset) * margin
+    return square_box(CROP_SIDE, start, start)
+
+
+def crop_float(resized: np.ndarray, offset: float | None = None) -> np.ndarray:
+    """(224, 224, 3) uint8 -> its 90%-area crop resized to 224, float32 in [0, 1] (before any colour jitter)."""
+    return np.clip(crop_and_resize(uint8_to_float(resized), crop_box(offset), IMAGE), 0.0, 1.0)
+
+
+def policy_image(view: np.ndarray, center_crop: bool) -> np.ndarray:
+    """HWC uint8 view -> the (224, 224, 3) uint8 image OFT's evaluation hands its processor."""
+    resized = resized_view(view)
+    return float_to_uint8(crop_float(resized)) if center_crop else resized
 
 
 def image_pixels(view: np.ndarray, image_stats: tuple, center_crop: bool) -> torch.Tensor:
-    """HWC uint8 view -> (6, 224, 224): the DINOv2- and the SigLIP-normalised copies."""
-    x = torch.from_numpy(np.ascontiguousarray(view)).permute(2, 0, 1).float()[None] / 255.0
-    x = _to_uint8(F.interpolate(x, size=(IMAGE, IMAGE), mode="bicubic", antialias=True, align_corners=False))
-    if center_crop:
-        x = _to_uint8(crop_resize(x, center_box(IMAGE, IMAGE, CROP_AREA), IMAGE))
-    return tower_channels(x[0], image_stats)
+    """HWC uint8 view -> (6, 224, 224): the DINOv2- and the SigLIP-normalised copies of :func:`policy_image`."""
+    x = torch.from_numpy(policy_image(view, center_crop)).permute(2, 0, 1).float() / 255.0
+    return tower_channels(x, image_stats)
+
+
+def crop_pixel_box(offset: float | None, height: int, width: int) -> tuple[float, float, float, float]:
+    """The crop of :func:`crop_box` as (top, left, height, width) in pixels of a ``height`` x ``width`` frame.
+
+    Sub-pixel, in the half-pixel convention (pixel i covers [i, i + 1)), the region whose 224 samples
+    the crop takes; what the trainer crops teacher features and depth maps with.
+    """
+    y1, x1, y2, _ = (float(v) for v in crop_box(offset))
+    side = y2 - y1  # = the spacing of the samples, in pixels of the 224 px image
+    top, left = y1 * (IMAGE - 1) + 0.5 - side / 2, x1 * (IMAGE - 1) + 0.5 - side / 2
+    sy, sx = height / IMAGE, width / IMAGE
+    return top * sy, left * sx, side * IMAGE * sy, side * IMAGE * sx
 
 
 def tower_channels(x: torch.Tensor, image_stats: tuple) -> torch.Tensor:

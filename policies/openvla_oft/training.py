@@ -25,13 +25,13 @@ from torch import nn
 
 from sfbench.core.augment import color_jitter
 from sfbench.core.errors import InvalidConfig, MissingAsset
-from sfbench.core.images import Box, center_box, crop_resize, random_box
+from sfbench.core.images import Box
 from sfbench.core.normalize import unnormalize
 from sfbench.policies.openvla_oft.checkpoint import OFTCheckpoint, write_checkpoint
 from sfbench.policies.openvla_oft.constants import ACTION_DIM, CONFIG_FILE, PAD_ID, PREPROCESSOR_FILE, TOKENIZER_FILE
 from sfbench.policies.openvla_oft.model import OpenVLAOFT
-from sfbench.policies.openvla_oft.processing import CROP_AREA, prompt_ids, tower_channels
-from sfbench.policies.openvla_oft.vit import IMAGE
+from sfbench.policies.openvla_oft.processing import crop_float, crop_pixel_box, prompt_ids, resized_view, tower_channels
+from sfbench.policies.openvla_oft.tf_image import float_to_uint8
 
 LORA_DIR = "lora_adapter"
 LORA_FILE = "adapter_model.safetensors"
@@ -70,26 +70,41 @@ def merged_state(model: OpenVLAOFT) -> dict[str, torch.Tensor]:
     return state
 
 
-def _boxes(n: int, v: int, h: int, w: int, augment: bool, gen: torch.Generator) -> list[list[Box]]:
-    if augment:
-        return [[random_box(h, w, CROP_AREA, gen) for _ in range(v)] for _ in range(n)]
-    return [[center_box(h, w, CROP_AREA)] * v for _ in range(n)]
+def _view_pixels(view: np.ndarray, jpeg: bool, offset: float | None) -> np.ndarray:
+    """One raw view -> its (224, 224, 3) float32 crop in [0, 1], as OFT's RLDS pipeline makes it."""
+    return crop_float(resized_view(view, jpeg=jpeg), offset)
+
+
+def training_pixels(items: list[dict[str, Any]], augment: Any, gen: torch.Generator,
+                    ) -> tuple[torch.Tensor, list[list[tuple[float, float, float, float]]]]:
+    """Dataset items -> views (B, V, 3, 224, 224) in [0, 1] through OFT's training chain, and each crop box.
+
+    Per view: a JPEG round trip for frames stored raw (none where ``item["images_jpeg"]`` says the
+    frames were decoded from JPEG, as OFT's RLDS frames were), Lanczos-3 to 224, then the 90%-area
+    crop at a random offset (``augment``) or centred, colour jitter (``augment``), and truncation to
+    uint8 as dlimp's ``augment_image`` ends. Boxes are sub-pixel, in pixels of the raw frame.
+    """
+    views, boxes = [], []
+    for item in items:
+        _, h, w, _ = item["images"].shape
+        offsets = [float(torch.rand((), generator=gen)) if augment is not None else None for _ in item["images"]]
+        views.append(np.stack([_view_pixels(v, not item.get("images_jpeg", False), o)
+                               for v, o in zip(item["images"], offsets, strict=True)]))
+        boxes.append([crop_pixel_box(o, h, w) for o in offsets])
+    x = torch.from_numpy(np.stack(views)).permute(0, 1, 4, 2, 3)
+    if augment is not None:
+        x = color_jitter(x.flatten(0, 1), augment, gen).reshape(x.shape)
+    return torch.from_numpy(float_to_uint8(x.numpy())).float() / 255.0, boxes
 
 
 def training_tensors(items: list[dict[str, Any]], ckpt: OFTCheckpoint, tokenizer: Any, stats: dict[str, Any],
                      augment: Any, gen: torch.Generator) -> tuple[dict[str, torch.Tensor], list[list[Box]]]:
     """Dataset items -> pixels (B, 6V, 224, 224), right-padded prompt ids, proprio, OFT-convention targets.
 
-    Crops are random (training) or central, of 90% area, as OFT's image augmentation; the gripper
-    target goes from LIBERO's -1 open / +1 close to OFT's [0, 1] with 1 = open, left unnormalised.
+    Images go through :func:`training_pixels` (OFT's training chain); the gripper target goes from
+    LIBERO's -1 open / +1 close to OFT's [0, 1] with 1 = open, left unnormalised.
     """
-    images = torch.from_numpy(np.stack([it["images"] for it in items])).permute(0, 1, 4, 2, 3).float() / 255
-    n, v, _, h, w = images.shape
-    boxes = _boxes(n, v, h, w, augment is not None, gen)
-    views = torch.stack([torch.stack([crop_resize(images[i, j], boxes[i][j], IMAGE) for j in range(v)])
-                         for i in range(n)]).clamp(0, 1)
-    if augment is not None:
-        views = color_jitter(views.flatten(0, 1), augment, gen).reshape(views.shape)
+    views, boxes = training_pixels(items, augment, gen)
     pixels = tower_channels(views, ckpt.image_stats).flatten(1, 2)  # (B, V * 6, 224, 224), view after view
     ids = [prompt_ids(tokenizer, it["instruction"]) for it in items]
     width = max(len(i) for i in ids)

@@ -1,0 +1,175 @@
+"""TensorFlow's image operations in OFT's pixel chain, re-implemented in numpy (no TensorFlow at run time).
+
+OpenVLA-OFT prepares every view with TensorFlow, at training (RLDS + dlimp) and at evaluation
+(``resize_image_for_policy``, ``center_crop_image``); a checkpoint has only ever seen those pixels.
+The four operations it uses, each written from TensorFlow's documented kernel behaviour:
+
+* :func:`jpeg_round_trip` -- ``tf.image.encode_jpeg`` (quality 95, 4:2:0 chroma) then
+  ``tf.io.decode_image``, whose libjpeg IDCT is the fast integer one (``JDCT_IFAST``) with fancy
+  upsampling. Pillow writes the same coefficients; simplejpeg (libjpeg-turbo) decodes them with the
+  same IDCT, which Pillow cannot select (its accurate IDCT is up to 19 levels away).
+* :func:`resize_lanczos3` -- ``tf.image.resize(method="lanczos3", antialias=True)`` (the
+  ``ScaleAndTranslate`` kernel: per output pixel a span of input pixels with normalised Lanczos-3
+  weights, the kernel widened by the downscale factor; rows first, then columns; float32 products
+  accumulated tap by tap), then ``round`` (half to even), clip and uint8, as dlimp's ``resize_image``.
+* :func:`crop_and_resize` -- ``tf.image.crop_and_resize`` (bilinear, corner-aligned: output row
+  ``i`` samples input row ``y1 (H - 1) + i (y2 - y1) (H - 1) / (size - 1)``; samples outside the
+  image are 0).
+* :func:`uint8_to_float` / :func:`float_to_uint8` -- ``tf.image.convert_image_dtype``: ``u * (1/255)``
+  on the way in, ``saturate_cast(x * 255.5)`` (a truncation, not a rounding) on the way out.
+
+Every step keeps TensorFlow's float32 operation order, so the results are TensorFlow's bit for bit
+but for float ties (measured against tensorflow-cpu 2.21: ``tests/policies/data/make_oft_golden.py``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import io
+import math
+from collections.abc import Callable
+from functools import lru_cache
+
+import numpy as np
+import simplejpeg
+from PIL import Image
+
+F32 = np.float32
+JPEG_QUALITY = 95  # tf.image.encode_jpeg's default
+LANCZOS_RADIUS = F32(3.0)
+_PI = F32(3.14159265359)  # the kernel's own constant (float), not numpy's pi
+
+
+def jpeg_round_trip(image: np.ndarray) -> np.ndarray:
+    """HWC uint8 RGB -> the same image JPEG-encoded and decoded as TensorFlow's defaults do it."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=2)
+    return simplejpeg.decode_jpeg(buffer.getvalue(), colorspace="RGB", fastdct=True, fastupsample=False)
+
+
+@lru_cache(maxsize=1)
+def _sinf() -> Callable[[float], float]:
+    """The C library's single-precision sine, which TensorFlow's kernel calls (``std::sin(float)``).
+
+    A double sine rounded to float differs from glibc's ``sinf`` in the last bit for about 4% of
+    the weights of a 256 -> 224 resize; with ``sinf`` every weight is TensorFlow's. Where no C
+    library can be loaded, the double sine stands in.
+    """
+    try:
+        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        sinf = libm.sinf
+    except (OSError, AttributeError):
+        return math.sin
+    sinf.restype, sinf.argtypes = ctypes.c_float, [ctypes.c_float]
+    return sinf
+
+
+def _lanczos3(x: np.float32) -> np.float32:
+    """TensorFlow's Lanczos-3 sampling kernel, in its float32 operation order."""
+    x = abs(x)
+    if x > LANCZOS_RADIUS:
+        return F32(0.0)
+    if x <= 1e-3:
+        return F32(1.0)
+    a = _PI * x
+    sin = _sinf()
+    num = LANCZOS_RADIUS * F32(sin(float(a))) * F32(sin(float(a / LANCZOS_RADIUS)))
+    return num / (_PI * _PI * x * x)
+
+
+@lru_cache(maxsize=16)
+def _spans(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Input indices (out, span) and normalised weights (out, span) of an antialiased Lanczos-3 resize.
+
+    Taps past a span's end get weight 0 (and a valid index), which leaves each float32 sum unchanged.
+    """
+    scale = F32(out_size) / F32(in_size)
+    inv_scale = F32(1.0 / float(scale))
+    kernel_scale = max(inv_scale, F32(1.0))
+    reach = LANCZOS_RADIUS * kernel_scale
+    span = min(2 * math.ceil(reach) + 1, in_size)
+    one_over_kernel_scale = F32(1.0) / kernel_scale
+    index = np.zeros((out_size, span), np.int64)
+    weights = np.zeros((out_size, span), F32)
+    for x in range(out_size):
+        sample = (F32(x) + F32(0.5)) * inv_scale
+        if sample < 0 or sample > in_size:
+            continue
+        start = min(max(math.ceil(sample - reach - F32(0.5)), 0), in_size - 1)
+        end = min(max(math.floor(sample + reach - F32(0.5)), 0), in_size - 1) + 1
+        taps = [_lanczos3((F32(s) + F32(0.5) - sample) * one_over_kernel_scale) for s in range(start, end)]
+        total = F32(0.0)
+        for w in taps:
+            total = total + w
+        norm = F32(1.0) / total
+        weights[x, : len(taps)] = [w * norm for w in taps]
+        index[x] = np.minimum(np.arange(start, start + span), in_size - 1)
+    return index, weights
+
+
+def _gather(image: np.ndarray, index: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
+    """Weighted sums along ``axis`` (0: rows, 1: columns), one float32 multiply-add per tap."""
+    out_shape = list(image.shape)
+    out_shape[axis] = index.shape[0]
+    acc = np.zeros(out_shape, F32)
+    shape = [1] * image.ndim
+    shape[axis] = index.shape[0]
+    for k in range(index.shape[1]):
+        acc += weights[:, k].reshape(shape) * np.take(image, index[:, k], axis=axis)
+    return acc
+
+
+def resize_lanczos3_float(image: np.ndarray, size: int) -> np.ndarray:
+    """HWC image -> (size, size, C) float32, ``tf.image.resize(..., "lanczos3", antialias=True)``."""
+    x = image.astype(F32)
+    x = _gather(x, *_spans(x.shape[0], size), axis=0)
+    return _gather(x, *_spans(x.shape[1], size), axis=1)
+
+
+def resize_lanczos3(image: np.ndarray, size: int) -> np.ndarray:
+    """HWC uint8 -> (size, size, C) uint8: Lanczos-3 resize, round half to even, clip (dlimp's ``resize_image``)."""
+    return np.clip(np.rint(resize_lanczos3_float(image, size)), 0, 255).astype(np.uint8)
+
+
+def uint8_to_float(image: np.ndarray) -> np.ndarray:
+    """``tf.image.convert_image_dtype(uint8 -> float32)``: ``u * float32(1 / 255)``."""
+    return image.astype(F32) * F32(1.0 / 255.0)
+
+
+def float_to_uint8(image: np.ndarray) -> np.ndarray:
+    """``tf.image.convert_image_dtype(float32 -> uint8, saturate=True)``: truncation of ``x * 255.5``."""
+    return np.clip(image.astype(F32) * F32(255.5), 0, 255).astype(np.uint8)
+
+
+def _sample_grid(start: np.float32, end: np.float32, in_size: int, out_size: int) -> np.ndarray:
+    """Corner-aligned sample positions of ``crop_and_resize`` along one axis (float32)."""
+    step = (end - start) * F32(in_size - 1) / F32(out_size - 1)
+    return start * F32(in_size - 1) + np.arange(out_size, dtype=F32) * step
+
+
+def crop_and_resize(image: np.ndarray, box: tuple[float, float, float, float], size: int) -> np.ndarray:
+    """HWC float32 -> (size, size, C): ``tf.image.crop_and_resize`` of one normalised box (y1, x1, y2, x2)."""
+    h, w = image.shape[:2]
+    y1, x1, y2, x2 = (F32(v) for v in box)
+    ys, xs = _sample_grid(y1, y2, h, size), _sample_grid(x1, x2, w, size)
+    valid = (ys >= 0) & (ys <= h - 1)
+    valid = valid[:, None] & ((xs >= 0) & (xs <= w - 1))[None, :]
+    ys, xs = np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)
+    top, left = np.floor(ys).astype(np.int64), np.floor(xs).astype(np.int64)
+    bottom, right = np.ceil(ys).astype(np.int64), np.ceil(xs).astype(np.int64)
+    y_lerp = (ys - top.astype(F32))[:, None, None]
+    x_lerp = (xs - left.astype(F32))[None, :, None]
+    x = image.astype(F32)
+    x_top, x_bottom = x[top], x[bottom]
+    top_left, bottom_left = x_top[:, left], x_bottom[:, left]
+    upper = top_left + (x_top[:, right] - top_left) * x_lerp
+    lower = bottom_left + (x_bottom[:, right] - bottom_left) * x_lerp
+    out = upper + (lower - upper) * y_lerp
+    return np.where(valid[..., None], out, F32(0.0))
+
+
+def square_box(side: float, top: float, left: float) -> tuple[np.float32, np.float32, np.float32, np.float32]:
+    """A normalised box (y1, x1, y2, x2) of ``side``, in float32 as TensorFlow stacks it."""
+    side32, top32, left32 = F32(side), F32(top), F32(left)
+    return top32, left32, top32 + side32, left32 + side32
