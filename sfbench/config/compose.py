@@ -34,17 +34,19 @@ def config_groups(config_name: str) -> list[str]:
 
 def _dotted_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     keys = []
-    for k, v in cfg.items():
+    for k in cfg:
         keys.append(f"{prefix}{k}")
-        if isinstance(v, DictConfig):
-            keys.extend(_dotted_keys(v, f"{prefix}{k}."))
+        if not OmegaConf.is_missing(cfg, k) and isinstance(cfg[k], DictConfig):  # ??? values are not read
+            keys.extend(_dotted_keys(cfg[k], f"{prefix}{k}."))
     return keys
 
 
 def _check_key(cfg: DictConfig, key: str) -> None:
     if key.lstrip("+~") != key:  # explicit additions and deletions are Hydra's business
         return
-    if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+    parent_key, _, last = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    if not isinstance(parent, DictConfig) or last not in parent.keys():  # a required (???) key exists too
         raise UnknownChoice("config key", key, _dotted_keys(cfg))
 
 
