@@ -28,6 +28,7 @@ from sfbench.train.align import AlignSettings, SpatialForcing
 from sfbench.train.data.dataset import DataConfig, load_dataset
 from sfbench.train.data.formats import detect_format
 from sfbench.train.distributed import World, init_world
+from sfbench.train.logs import METRICS_PNG, TrainLogs, check_sinks, plot_metrics
 from sfbench.train.rundir import METRICS, TRAINING_STATE, checkpoint_dir, latest_checkpoint
 from sfbench.train.targets import TeacherTargets
 from sfbench.train.teachers import make_teacher
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16")
 
 # ``train`` settings that do not change what is trained: left out of run ids and curve labels.
-RUNTIME_SETTINGS = frozenset({"progress", "num_threads", "log_every", "save_every", "device", "dry_run"})
+RUNTIME_SETTINGS = frozenset({"progress", "num_threads", "log_every", "save_every", "device", "dry_run", "log"})
 
 
 @dataclass
@@ -62,8 +63,10 @@ class TrainSettings:
     precision: str = "fp32"
     progress: bool = True
     dry_run: bool = False
+    log: list[str] = field(default_factory=lambda: ["jsonl"])
 
     def __post_init__(self) -> None:
+        check_sinks(list(self.log))
         try:
             kind = torch.device(self.device).type
         except RuntimeError:
@@ -222,20 +225,29 @@ class Trainer:
         start = self._resume()
         self.policy.model.train()
         metrics_file = _metrics_until(self.run_dir / METRICS, start).open("a") if self.world.main else None
+        logs = TrainLogs(self.run_dir, list(s.log), {"policy": self.job.policy, "data": self.job.data,
+                                                      "train": self.job.train}) if self.world.main else None
         bar = tqdm(range(start, s.steps), initial=start, total=s.steps, desc=self.run_dir.name,
                    disable=not s.progress or not self.world.main, dynamic_ncols=True)
-        t0 = time.perf_counter()
+        t0 = last_t = time.perf_counter()
+        last_step = start
         for step in bar:
             m = self.step(step)
-            if metrics_file and ((step + 1) % s.log_every == 0 or step + 1 == s.steps):
-                metrics_file.write(json.dumps({"step": step + 1, "wall_s": round(time.perf_counter() - t0, 3), **m})
-                                   + "\n")
+            if metrics_file and logs and ((step + 1) % s.log_every == 0 or step + 1 == s.steps):
+                now = time.perf_counter()  # throughput over the steps since the last line, on this process
+                m["samples_per_s"] = round(s.batch_size * (step + 1 - last_step) / max(now - last_t, 1e-9), 2)
+                last_t, last_step = now, step + 1
+                line = {"step": step + 1, "wall_s": round(now - t0, 3), **m}
+                metrics_file.write(json.dumps(line) + "\n")
                 metrics_file.flush()
+                logs.write(line)
                 bar.set_postfix({k: f"{v:.4f}" for k, v in m.items() if k in ("action_loss", "align_loss")})
             if (step + 1) % s.save_every == 0 or step + 1 == s.steps:
                 self._save(step + 1)
-        if metrics_file:
+        if metrics_file and logs:
             metrics_file.close()
+            logs.close()
+            plot_metrics(self.run_dir / METRICS, self.run_dir / METRICS_PNG)
         return latest_checkpoint(self.run_dir) or self._save(s.steps)
 
 
