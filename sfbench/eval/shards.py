@@ -97,7 +97,10 @@ def _save_video(spec: RunSpec, episode: Episode, out: EpisodeOutcome, instructio
     verdict = "SUCCESS" if out.success else f"FAILURE ({out.failure_reason or 'budget exhausted'})"
     text = f"{verdict} after {out.steps} steps - task {episode.task_id}, episode {episode.index}"
     path = RunDir(spec.run_dir).video(episode.task_id, episode.index)
-    write_mp4(path, annotate(out.frames, instruction, text, out.success), fps=max(1, round(20 / spec.video_stride)))
+    fps = max(1, round(20 / spec.video_stride))
+    # frame 0 is the reset; frame i follows step i * stride; the last one is the episode's end
+    steps = [min(i * spec.video_stride, out.steps) for i in range(len(out.frames))]
+    write_mp4(path, annotate(out.frames, instruction, text, out.success, steps=steps, hold=fps), fps=fps)
     return str(path.relative_to(spec.run_dir))
 
 
