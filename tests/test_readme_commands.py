@@ -69,7 +69,9 @@ def workspace(tmp_path_factory) -> dict[str, str]:
             "results/demos/<run>/demos": str(demos), "results/train/sf01/checkpoints/step_000300": str(sf),
             "/data/openvla-7b-oft-finetuned-libero-spatial": str(oft), "/data/oft-libero-10": str(oft),
             "/data/openvla-7b": str(oft), "/tmp/tiny_oft": str(oft), "/tmp/tiny_base": str(oft),
-            "/data/libero/libero_spatial_no_noops": str(rlds), "gpu-box": "127.0.0.1"}
+            "/data/libero/libero_spatial_no_noops": str(rlds), "/data/modified_libero_rlds/libero_spatial_no_noops":
+            str(rlds), "/data/HuggingFaceVLA/libero": str(REPO / "tests" / "train" / "data" / "lerobot_v30_images"),
+            "gpu-box": "127.0.0.1"}
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +97,10 @@ def server() -> str:
 def _substitute(command: str, fixtures: dict[str, str], port: str) -> list[str]:
     for text in sorted(fixtures, key=len, reverse=True):
         command = command.replace(text, fixtures[text])
-    command = command.replace("port=8000", f"port={port}").replace(" ... ", " ").removesuffix(" ...")
+    command = command.replace("port=8000", f"port={port}")
     if "policy=remote" in command and "policy.port=" not in command:
         command += f" policy.port={port}"
-    return [t for t in shlex.split(command)[1:] if t != "..."]
+    return shlex.split(command)[1:]
 
 
 def _check_options(command: str, args: list[str]) -> None:
@@ -114,10 +116,14 @@ def test_readme_command_passes_its_dry_run(line, workspace, server, tmp_path, mo
     from sfbench.config.compose import compose_config
 
     args = _substitute(line, workspace, server)
+    if "--help" in args:
+        assert main(args) == 0 and "keys (key=value" in capsys.readouterr().out
+        return
     command, overrides = args[0], args[1:]
     assert command in COMMANDS, f"README names an unknown command: {line}"
     monkeypatch.chdir(tmp_path)
-    unresolved = [a for a in overrides if "<" in a or ("cuda" in a and not torch.cuda.is_available())]
+    unresolved = [a for a in overrides if "<" in a or a == "..." or ("cuda" in a and not torch.cuda.is_available())]
+    overrides = [a for a in overrides if a != "..."]  # an abbreviated line: its other keys are still checked
     if command not in DRY_RUN or unresolved or command == "curves":  # curves: README's runs are an experiment's
         _check_options(command, overrides)
         if command in COMPOSED:  # groups and keys must exist; a placeholder value becomes a plain word
