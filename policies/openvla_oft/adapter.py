@@ -35,6 +35,7 @@ from sfbench.policies.openvla_oft.training import (
     save_training_checkpoint,
     training_tensors,
 )
+from sfbench.policies.openvla_oft.vit import IMAGE
 from sfbench.policies.trainable import StepOutput, TrainablePolicy, TrainingBatch
 
 VIEWS = (OBS_AGENTVIEW, OBS_WRIST)  # primary, then wrist: OFT's num_images_in_input = 2
@@ -176,8 +177,8 @@ class OpenVLAOFTPolicy(TrainablePolicy):
     def _run(self, obs_batch: list[dict[str, Any]], ids: list[list[int]], proprio: torch.Tensor) -> dict:
         """The network on raw observations (both views preprocessed) with prompts of one length."""
         dtype = next(self.model.parameters()).dtype
-        pixels = torch.stack([torch.cat([image_pixels(obs[v], self.ckpt.image_stats, self.config.center_crop)
-                                         for v in VIEWS]) for obs in obs_batch])
+        pixels = image_pixels([obs[v] for obs in obs_batch for v in VIEWS], self.ckpt.image_stats,
+                              self.config.center_crop).reshape(len(obs_batch), -1, IMAGE, IMAGE)  # view after view
         extra = {k: v.to(self.device) for k, v in self._extra(obs_batch).items()}
         return self.model(pixels.to(self.device, dtype), torch.tensor(ids, device=self.device),
                           proprio.to(self.device, dtype), **extra)

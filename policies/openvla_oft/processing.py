@@ -71,10 +71,11 @@ def policy_image(view: np.ndarray, center_crop: bool) -> np.ndarray:
     return float_to_uint8(crop_float(resized)) if center_crop else resized
 
 
-def image_pixels(view: np.ndarray, image_stats: tuple, center_crop: bool) -> torch.Tensor:
-    """HWC uint8 view -> (6, 224, 224): the DINOv2- and the SigLIP-normalised copies of :func:`policy_image`."""
-    x = torch.from_numpy(policy_image(view, center_crop)).permute(2, 0, 1).float() / 255.0
-    return tower_channels(x, image_stats)
+def image_pixels(views: list[np.ndarray], image_stats: tuple, center_crop: bool) -> torch.Tensor:
+    """HWC uint8 views -> (N, 6, 224, 224): the DINOv2- and the SigLIP-normalised copies of :func:`policy_image`."""
+    images = np.stack([policy_image(view, center_crop) for view in views])
+    chw = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # uint8 first: half the float work
+    return tower_channels(chw.float() / 255.0, image_stats)
 
 
 def crop_pixel_box(offset: float | None, height: int, width: int) -> tuple[float, float, float, float]:

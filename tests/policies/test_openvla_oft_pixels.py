@@ -27,7 +27,14 @@ from sfbench.policies.openvla_oft.processing import (
     resized_view,
     tower_channels,
 )
-from sfbench.policies.openvla_oft.tf_image import float_to_uint8, jpeg_round_trip, resize_lanczos3, uint8_to_float
+from sfbench.policies.openvla_oft.tf_image import (
+    _spans,
+    float_to_uint8,
+    jpeg_round_trip,
+    resize_lanczos3,
+    resize_lanczos3_float,
+    uint8_to_float,
+)
 from sfbench.policies.openvla_oft.tiny import preprocessor_config
 from sfbench.policies.openvla_oft.training import training_pixels
 
@@ -90,10 +97,13 @@ def test_without_centre_crop_the_image_is_the_resized_view():
 def test_processor_pixels_are_the_policy_image_normalised_per_tower():
     stats = tuple((p["mean"], p["std"]) for p in preprocessor_config()["tvf_normalize_params"])
     view = GOLDEN[f"{REAL[2]}/input"]
-    pixels = image_pixels(view, stats, center_crop=True)
+    pixels = image_pixels([view, GOLDEN["noise/input"]], stats, center_crop=True)
     expected = tower_channels(torch.from_numpy(GOLDEN[f"{REAL[2]}/eval"]).permute(2, 0, 1).float() / 255, stats)
-    assert pixels.shape == (6, 224, 224)
-    assert (pixels - expected).abs().max() < 0.05  # at most 1 level (of 255) off, in normalised units
+    assert pixels.shape == (2, 6, 224, 224)
+    assert (pixels[0] - expected).abs().max() < 0.05  # at most 1 level (of 255) off, in normalised units
+    assert torch.allclose(pixels[0, :3] * torch.tensor(stats[0][1]).view(3, 1, 1) + torch.tensor(stats[0][0]).view(
+        3, 1, 1), pixels[0, 3:] * torch.tensor(stats[1][1]).view(3, 1, 1) + torch.tensor(stats[1][0]).view(3, 1, 1),
+        atol=1e-5), "both towers see the same image"
 
 
 def test_crop_boxes_are_centred_or_slide_along_the_diagonal():
@@ -144,3 +154,16 @@ def test_every_oft_family_config_names_its_image_chain(policy):
 def test_an_unknown_image_chain_is_one_clear_error():
     with pytest.raises(InvalidConfig, match="policy.image_chain='torch' .* choices: oft_tf"):
         OpenVLAOFTConfig(image_chain="torch")
+
+
+def test_the_sparse_resize_adds_taps_in_tensorflows_order():
+    """The CSR product equals a tap-by-tap float32 loop bit for bit (a BLAS or FMA reordering would not)."""
+    image = GOLDEN["noise/input"].astype(np.float32)
+    index, weights = _spans(256, 224)
+    rows = np.zeros((224, 256, 3), np.float32)
+    for k in range(index.shape[1]):
+        rows += weights[:, k, None, None] * image[index[:, k]]
+    loop = np.zeros((224, 224, 3), np.float32)
+    for k in range(index.shape[1]):
+        loop += weights[None, :, k, None] * rows[:, index[:, k]]
+    assert np.array_equal(resize_lanczos3_float(image, 224), loop)
