@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import LlamaConfig
 
-from sfbench.core.errors import InvalidConfig, MissingAsset
+from sfbench.core.errors import DamagedCheckpoint, InvalidConfig, MissingAsset
 from sfbench.policies.openvla_oft.constants import (
     AUX_PREFIXES,
     CONFIG_FILE,
@@ -35,6 +34,7 @@ from sfbench.policies.openvla_oft.constants import (
     STATS_FILE,
     TOKENIZER_FILE,
 )
+from sfbench.policies.openvla_oft.files import check_file, check_safetensors, load_torch, read_json, read_shard
 from sfbench.policies.openvla_oft.model import OpenVLAOFT
 from sfbench.policies.openvla_oft.vit import TowerSpec, tower_spec
 
@@ -63,9 +63,9 @@ class OFTCheckpoint:
 
 
 def _need(path: Path) -> Path:
-    if not path.is_file():
+    if not path.exists():
         raise MissingAsset(f"Not an OpenVLA-OFT checkpoint: missing {path.name} in {path.parent}")
-    return path
+    return check_file(path)
 
 
 def _aux(path: Path, prefix: str) -> Path:
@@ -94,20 +94,33 @@ def read_checkpoint(path: str | Path, *, heads: bool = True, aux: tuple[str, ...
     path = Path(path)
     if not path.is_dir():
         raise MissingAsset(f"Checkpoint directory not found: {path}")
-    config = json.loads(_need(path / CONFIG_FILE).read_text())
+    config = read_json(_need(path / CONFIG_FILE))
     ids, specs = config.get("timm_model_ids", []), config.get(TOWER_SPECS_KEY) or [None, None]
     if len(ids) != 2 or not config.get("use_fused_vision_backbone", False):
         raise InvalidConfig(f"{path / CONFIG_FILE}: expected a fused two-tower backbone, got timm_model_ids={ids}")
-    index = json.loads(_need(path / INDEX_FILE).read_text())
-    shards = tuple(_need(path / name) for name in sorted(set(index["weight_map"].values())))
-    pre = json.loads(_need(path / PREPROCESSOR_FILE).read_text())
+    shards = _shards(path)
+    pre = read_json(_need(path / PREPROCESSOR_FILE))
     image_stats = tuple((p["mean"], p["std"]) for p in pre.get("tvf_normalize_params") or
                         [{"mean": m, "std": s} for m, s in zip(pre["means"], pre["stds"], strict=True)])
     _need(path / TOKENIZER_FILE)
-    stats = json.loads(_need(path / STATS_FILE).read_text()) if heads or (path / STATS_FILE).is_file() else {}
+    stats = read_json(_need(path / STATS_FILE)) if heads or (path / STATS_FILE).exists() else {}
     parts = {prefix: _aux(path, prefix) for prefix in aux if heads or any(path.glob(f"{prefix}*"))}
+    for file in parts.values():
+        load_torch(file, mmap=True)  # a damaged head fails now, before a run creates anything
     return OFTCheckpoint(path, tower_spec(ids[0], specs[0]), tower_spec(ids[1], specs[1]),
                          llama_config(config.get("text_config", {})), shards, parts, stats, image_stats, config)
+
+
+def _shards(path: Path) -> tuple[Path, ...]:
+    """The shards the index names, each checked to be a whole safetensors file."""
+    index = read_json(_need(path / INDEX_FILE))
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise DamagedCheckpoint(f"Damaged checkpoint: {path / INDEX_FILE} has no weight_map")
+    shards = tuple(_need(path / name) for name in sorted(set(weight_map.values())))
+    for shard in shards:
+        check_safetensors(shard)
+    return shards
 
 
 def _strip_module(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -135,8 +148,7 @@ def load_model(ckpt: OFTCheckpoint, dtype: torch.dtype = torch.float32, device: 
     model = build(ckpt) if build else OpenVLAOFT(ckpt.dino, ckpt.siglip, ckpt.llama)
     seen: set[str] = set()
     for shard in ckpt.shards:
-        with safe_open(shard, framework="pt") as f:
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+        state = read_shard(shard)
         _load_part(model.vla, state, shard)
         seen |= set(state)
     missing = sorted(set(model.vla.state_dict()) - seen)
@@ -146,7 +158,7 @@ def load_model(ckpt: OFTCheckpoint, dtype: torch.dtype = torch.float32, device: 
         file = ckpt.aux.get(prefix)
         if file is None:
             continue  # a base VLA: the heads keep their fresh initialisation
-        state = _strip_module(torch.load(file, map_location="cpu", weights_only=True))
+        state = _strip_module(load_torch(file))
         _load_part(part, state, file)
         absent = sorted(set(part.state_dict()) - set(state))
         if absent:

@@ -30,3 +30,7 @@ class MissingAsset(SfbenchError):
 
 class DamagedDataset(SfbenchError):
     """A dataset file that exists but cannot be read as its format says (bad checksum, truncated, inconsistent)."""
+
+
+class DamagedCheckpoint(SfbenchError):
+    """A checkpoint file that exists but cannot be read as its format says (not JSON, truncated, a directory)."""
