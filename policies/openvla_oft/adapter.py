@@ -18,6 +18,7 @@ from sfbench.core.weights_id import weights_id
 from sfbench.policies.base import Requirements
 from sfbench.policies.openvla_oft.checkpoint import OFTCheckpoint, load_model, read_checkpoint
 from sfbench.policies.openvla_oft.constants import ACTION_DIM, AUX_PREFIXES, NUM_ACTIONS_CHUNK
+from sfbench.policies.openvla_oft.lora_eval import adapter_weights, attach_adapter, unmerged_checkpoint
 from sfbench.policies.openvla_oft.model import OpenVLAOFT
 from sfbench.policies.openvla_oft.processing import (
     IMAGE_CHAINS,
@@ -55,6 +56,9 @@ class OpenVLAOFTConfig:
             and equal to TensorFlow's uint8 output on the golden fixture; training uses the same chain.
             Part of the run identity, so scores of another chain never share a leaderboard cell.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:<i>``; bf16 on CUDA, float32 on CPU.
+        lora_adapter: A run's LoRA adapter directory (OFT's or sfbench's ``<run>/lora_adapter``) to
+            evaluate unmerged, in float32, on top of ``checkpoint`` (then the base VLA, e.g.
+            openvla-7b); the heads and statistics come from the adapter's parent directory.
         base: Training only: the VLA to fine-tune (``openvla-7b`` or an OFT checkpoint directory).
         lora_rank, lora_alpha, lora_dropout: The LoRA recipe (OFT / SF: 32, 16, 0.0), on all linear layers.
     """
@@ -65,6 +69,7 @@ class OpenVLAOFTConfig:
     center_crop: bool = True
     image_chain: str = "oft_tf"
     device: str = "auto"
+    lora_adapter: str | None = None
     base: str | None = None
     lora_rank: int = 32
     lora_alpha: int = 16
@@ -101,6 +106,8 @@ class OpenVLAOFTPolicy(TrainablePolicy):
         self.device = _device(self.config.device)
         dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self.model = load_model(self.ckpt, dtype=dtype, device=str(self.device), build=self._build)
+        if self.config.lora_adapter:
+            attach_adapter(self.model, Path(self.config.lora_adapter), self.config.lora_alpha)
         self.tokenizer = load_tokenizer(self.ckpt.path / "tokenizer.json")
         self.stats: dict[str, Any] = {}
         self.checkpoint_hash = self.content_id(self.config)
@@ -118,12 +125,15 @@ class OpenVLAOFTPolicy(TrainablePolicy):
     @classmethod
     def content_id(cls, config: OpenVLAOFTConfig) -> str | None:
         """Hash of the weights' tensors, shards and aux heads (:func:`~sfbench.core.weights_id.weights_id`)."""
-        return weights_id(cls._checkpoint(config).weight_files)[:12]
+        adapter = (adapter_weights(Path(config.lora_adapter)),) if config.lora_adapter else ()
+        return weights_id((*cls._checkpoint(config).weight_files, *adapter))[:12]
 
     @classmethod
     def _checkpoint(cls, config: OpenVLAOFTConfig) -> OFTCheckpoint:
         if config.checkpoint is None:
             raise MissingAsset(f"Policy {config.name} needs policy.checkpoint=<OpenVLA-OFT checkpoint directory>")
+        if config.lora_adapter:
+            return unmerged_checkpoint(config.checkpoint, Path(config.lora_adapter), cls.aux_prefixes)
         return read_checkpoint(config.checkpoint, aux=cls.aux_prefixes)
 
     def _build(self, ckpt: OFTCheckpoint) -> OpenVLAOFT:
@@ -191,8 +201,9 @@ class OpenVLAOFTPolicy(TrainablePolicy):
         if config.base is None:
             raise MissingAsset(f"sfbench train policy={config.name} needs policy.base=<openvla-7b or OpenVLA-OFT "
                                "checkpoint directory> (a tiny one: python -m sfbench.policies.openvla_oft.tiny <dir>)")
-        if config.checkpoint is not None:
-            raise InvalidConfig("policy.checkpoint is for evaluation; training starts from policy.base")
+        if config.checkpoint is not None or config.lora_adapter is not None:
+            raise InvalidConfig("policy.checkpoint and policy.lora_adapter are for evaluation; training starts from "
+                                "policy.base")
         return read_checkpoint(config.base, heads=False, aux=cls.aux_prefixes)
 
     @classmethod

@@ -68,7 +68,7 @@ def _need(path: Path) -> Path:
     return check_file(path)
 
 
-def _aux(path: Path, prefix: str) -> Path:
+def aux_file(path: Path, prefix: str) -> Path:
     """The one ``<prefix>*checkpoint.pt`` file (OFT's ``find_checkpoint_file``)."""
     found = sorted(p for p in path.glob(f"{prefix}*") if "checkpoint" in p.name)
     if len(found) != 1:
@@ -104,7 +104,7 @@ def read_checkpoint(path: str | Path, *, heads: bool = True, aux: tuple[str, ...
                         [{"mean": m, "std": s} for m, s in zip(pre["means"], pre["stds"], strict=True)])
     _need(path / TOKENIZER_FILE)
     stats = read_json(_need(path / STATS_FILE)) if heads or (path / STATS_FILE).exists() else {}
-    parts = {prefix: _aux(path, prefix) for prefix in aux if heads or any(path.glob(f"{prefix}*"))}
+    parts = {prefix: aux_file(path, prefix) for prefix in aux if heads or any(path.glob(f"{prefix}*"))}
     for file in parts.values():
         load_torch(file, mmap=True)  # a damaged head fails now, before a run creates anything
     return OFTCheckpoint(path, tower_spec(ids[0], specs[0]), tower_spec(ids[1], specs[1]),
