@@ -79,8 +79,8 @@ def training_pixels(items: list[dict[str, Any]], augment: Any, gen: torch.Genera
                     ) -> tuple[torch.Tensor, list[list[tuple[float, float, float, float]]]]:
     """Dataset items -> views (B, V, 3, 224, 224) in [0, 1] through OFT's training chain, and each crop box.
 
-    Per view: a JPEG round trip for frames stored raw (none where ``item["images_jpeg"]`` says the
-    frames were decoded from JPEG, as OFT's RLDS frames were), Lanczos-3 to 224, then the 90%-area
+    Per view: a JPEG round trip for frames stored raw (none where ``item["images_jpeg"]``, a bool or
+    one per view, says the frame was decoded from JPEG, as OFT's RLDS frames were), Lanczos-3 to 224, then the 90%-area
     crop at a random offset (``augment``) or centred, colour jitter (``augment``), and truncation to
     uint8 as dlimp's ``augment_image`` ends. Boxes are sub-pixel, in pixels of the raw frame.
     """
@@ -88,8 +88,10 @@ def training_pixels(items: list[dict[str, Any]], augment: Any, gen: torch.Genera
     for item in items:
         _, h, w, _ = item["images"].shape
         offsets = [float(torch.rand((), generator=gen)) if augment is not None else None for _ in item["images"]]
-        views.append(np.stack([_view_pixels(v, not item.get("images_jpeg", False), o)
-                               for v, o in zip(item["images"], offsets, strict=True)]))
+        jpeg = item.get("images_jpeg", False)
+        jpeg = [jpeg] * len(offsets) if isinstance(jpeg, bool) else list(jpeg)
+        views.append(np.stack([_view_pixels(v, not j, o)
+                               for v, j, o in zip(item["images"], jpeg, offsets, strict=True)]))
         boxes.append([crop_pixel_box(o, h, w) for o in offsets])
     x = torch.from_numpy(np.stack(views)).permute(0, 1, 4, 2, 3)
     if augment is not None:

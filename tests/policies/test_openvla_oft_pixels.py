@@ -167,3 +167,14 @@ def test_the_sparse_resize_adds_taps_in_tensorflows_order():
     for k in range(index.shape[1]):
         loop += weights[None, :, k, None] * rows[:, index[:, k]]
     assert np.array_equal(resize_lanczos3_float(image, 224), loop)
+
+
+def test_dataset_items_say_which_frames_were_stored_as_jpeg():
+    """RLDS frames (JPEG) skip the chain's JPEG round trip; LeRobot's PNG frames do not."""
+    from sfbench.train.data.dataset import DataConfig, load_dataset
+
+    data = Path(__file__).parents[1] / "train" / "data"
+    rlds, _ = load_dataset(DataConfig(path=str(data / "rlds")))
+    lerobot, _ = load_dataset(DataConfig(path=str(data / "lerobot_v30_images")))
+    assert rlds[0]["images_jpeg"] == (True, True)
+    assert lerobot[0]["images_jpeg"] == (False, False)

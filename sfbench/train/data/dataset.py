@@ -15,6 +15,7 @@ from sfbench.core.errors import InvalidConfig, MissingAsset
 from sfbench.core.normalize import compute_stats, normalize
 from sfbench.train.data.demos import Demo
 from sfbench.train.data.formats import load_demos
+from sfbench.train.data.frames import JPEG_MAGIC, EncodedFrames
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +133,17 @@ class DemoDataset(torch.utils.data.Dataset):
             "actions": normalize(chunk_actions(demo.actions, t, self.chunk), self.stats["action"]).astype(np.float32),
             "instruction": demo.instruction,
             "key": f"{demo.source}:{t}",
+            "images_jpeg": tuple(_decoded_from_jpeg(demo.images[v], t) for v in self.views),
         }
         if self.has_camera:
             for name in ("depth", "intrinsics", "extrinsics"):
                 item[name] = np.stack([demo.camera[v][name][t] for v in self.views]).astype(np.float32)
         return item
+
+
+def _decoded_from_jpeg(frames: object, t: int) -> bool:
+    """Whether frame ``t`` of a view was stored as JPEG (RLDS): OFT's image chain then adds no JPEG round trip."""
+    return isinstance(frames, EncodedFrames) and frames.encoded(t)[:2] == JPEG_MAGIC
 
 
 def load_dataset(cfg: DataConfig, views: tuple[str, ...] = VIEWS, chunk: int = 8) -> tuple[DemoDataset, dict]:
