@@ -71,7 +71,7 @@ def _lanczos3(x: np.float32) -> np.float32:
     x = abs(x)
     if x > LANCZOS_RADIUS:
         return F32(0.0)
-    if x <= 1e-3:
+    if float(x) <= 1e-3:  # C++ compares the float with the double 1e-3
         return F32(1.0)
     a = _PI * x
     sin = _sinf()
