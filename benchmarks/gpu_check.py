@@ -4,7 +4,8 @@ One table, in this order (each row says what was measured and where):
 
 1. ``act`` of the full-size OpenVLA-OFT (DINOv2-L/14-reg4 + SigLIP-so400m + Llama-2-7B, random
    weights built in place on the device in bf16, nothing written to disk) at batch 1, 8 and 32,
-   through the real adapter (OFT's image chain included), with the peak device memory.
+   through the real adapter (OFT's image chain included), with the peak device memory, and the
+   image chain's own cost per view (on the CPU) beside it.
 2. One LoRA + Spatial Forcing training step (``sfbench``'s trainer, ``train.precision=bf16``,
    VGGT-1B's aggregator with random weights) with the teacher run online and with its features
    cached, and the peak memory. The trainer loads its base from a checkpoint directory, so this
@@ -44,6 +45,7 @@ from sfbench.core.task import TaskSpec
 from sfbench.policies.openvla_oft import OpenVLAOFT, OpenVLAOFTConfig, OpenVLAOFTPolicy
 from sfbench.policies.openvla_oft.checkpoint import OFTCheckpoint, llama_config
 from sfbench.policies.openvla_oft.constants import PAD_ID, VOCAB_SIZE
+from sfbench.policies.openvla_oft.processing import image_pixels
 from sfbench.policies.openvla_oft.tiny import (
     ACTION_STATS,
     PROPRIO_STATS,
@@ -141,6 +143,10 @@ def act_rows(table: Table, policy: OpenVLAOFTPolicy, batches: list[int], repeats
         seconds[batch] = timed(lambda obs=obs: policy.act_batch(obs), repeats, cuda)
         table.add("act (8-action chunk)", f"batch {batch}", f"{1000 * seconds[batch]:.1f} ms "
                   f"({1000 * seconds[batch] / batch:.1f} ms per env)", f"{peak_gib(cuda):.1f} GiB")
+    views = [obs["agentview"] for obs in (observation(rng) for _ in range(16))]
+    chain = timed(lambda: image_pixels(views, policy.ckpt.image_stats, True), repeats, False) / len(views)
+    table.add("OFT image chain (in act)", "per view, CPU", f"{1000 * chain:.2f} ms "
+              f"({100 * 2 * max(batches) * chain / seconds[max(batches)]:.0f}% of act at batch {max(batches)})")
     return seconds
 
 
@@ -263,10 +269,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny shapes, float32 on CPU (< 3 min)")
     parser.add_argument("--device", default=None, help="default: cuda, or cpu with --tiny")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: 2 with --tiny, else 16)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 with --tiny, else 16)")
     args = parser.parse_args(argv)
     args.device = args.device or ("cpu" if args.tiny else "cuda")
-    args.threads = args.threads or (2 if args.tiny else 16)
+    args.threads = args.threads or (1 if args.tiny else 16)  # a shared CPU: 2 threads wait on each other
     args.scale = "tiny" if args.tiny else "full"  # what oft_train_step's trainer reads
     args.batches = [1, 8, 32]
     args.clients = [1, 4, 16]

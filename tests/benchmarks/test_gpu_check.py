@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-ROWS = ["act (8-action chunk)", "sfbench serve, loopback", "LoRA + SF training step", "LIBERO env step",
-        "LIBERO episodes/hour"]
+ROWS = ["act (8-action chunk)", "OFT image chain (in act)", "sfbench serve, loopback", "LoRA + SF training step",
+        "LIBERO env step", "LIBERO episodes/hour"]
 
 
 @pytest.mark.sim
 def test_gpu_check_tiny_prints_every_row_of_the_table():
     proc = subprocess.run([sys.executable, "gpu_check.py", "--tiny"], cwd=REPO / "benchmarks", capture_output=True,
-                          text=True, timeout=180, env={**os.environ, "MUJOCO_GL": "egl", "OMP_NUM_THREADS": "2"})
+                          text=True, timeout=180, env={**os.environ, "MUJOCO_GL": "egl", "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = proc.stdout[proc.stdout.index("gpu_check on cpu"):]
     assert "FAILED" not in table, table
