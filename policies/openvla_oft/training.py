@@ -25,7 +25,6 @@ from torch import nn
 
 from sfbench.core.augment import color_jitter
 from sfbench.core.errors import InvalidConfig, MissingAsset
-from sfbench.core.images import Box
 from sfbench.core.normalize import unnormalize
 from sfbench.policies.openvla_oft.checkpoint import OFTCheckpoint, write_checkpoint
 from sfbench.policies.openvla_oft.constants import ACTION_DIM, CONFIG_FILE, PAD_ID, PREPROCESSOR_FILE, TOKENIZER_FILE
@@ -100,7 +99,8 @@ def training_pixels(items: list[dict[str, Any]], augment: Any, gen: torch.Genera
 
 
 def training_tensors(items: list[dict[str, Any]], ckpt: OFTCheckpoint, tokenizer: Any, stats: dict[str, Any],
-                     augment: Any, gen: torch.Generator) -> tuple[dict[str, torch.Tensor], list[list[Box]]]:
+                     augment: Any, gen: torch.Generator,
+                     ) -> tuple[dict[str, torch.Tensor], list[list[tuple[float, float, float, float]]]]:
     """Dataset items -> pixels (B, 6V, 224, 224), right-padded prompt ids, proprio, OFT-convention targets.
 
     Images go through :func:`training_pixels` (OFT's training chain); the gripper target goes from
