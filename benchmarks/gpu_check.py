@@ -26,19 +26,17 @@ One table, in this order (each row says what was measured and where):
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import resource
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from oft_train_step import TINY_VGGT, timed_step, trainer, write_full_base, write_vggt
-from serve_throughput import observation, run_clients
+from serve_throughput import observation, run_clients, serve_in_thread
 from synthetic_demos import write_demos
 
 from sfbench.core.task import TaskSpec
@@ -59,7 +57,6 @@ from sfbench.policies.openvla_oft.tiny import (
 from sfbench.policies.openvla_oft.vit import TOWERS
 from sfbench.policies.remote import RemoteConfig, RemotePolicy
 from sfbench.serve.batcher import Batcher
-from sfbench.serve.server import PolicyServer, ServeConfig
 from sfbench.train.vggt import AggregatorShape
 
 TASK = TaskSpec(suite="libero_spatial", task_id=0, name="t", instruction="pick up the black bowl", action_dim=7)
@@ -148,24 +145,6 @@ def act_rows(table: Table, policy: OpenVLAOFTPolicy, batches: list[int], repeats
     table.add("OFT image chain (in act)", "per view, CPU", f"{1000 * chain:.2f} ms "
               f"({100 * 2 * max(batches) * chain / seconds[max(batches)]:.0f}% of act at batch {max(batches)})")
     return seconds
-
-
-def serve_in_thread(batcher: Batcher, max_batch: int) -> PolicyServer:
-    """``batcher`` behind ``sfbench serve``'s websocket server on a free loopback port."""
-    server = PolicyServer(batcher, ServeConfig(port=0, max_batch=max_batch))
-    ready = threading.Event()
-
-    async def main() -> None:
-        up = asyncio.Event()
-        task = asyncio.ensure_future(server.serve_forever(up))
-        await up.wait()
-        ready.set()
-        await task
-
-    threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
-    if not ready.wait(60):
-        raise RuntimeError("the policy server did not start within 60 s")
-    return server
 
 
 def serve_rows(table: Table, policy: OpenVLAOFTPolicy, clients: list[int], queries: int) -> dict:

@@ -60,9 +60,9 @@ def run_clients(query, n: int, queries: int) -> tuple[float, float]:
     return n * queries * 8 / elapsed, statistics.median(times)
 
 
-def serve_in_thread(batcher: Batcher) -> PolicyServer:
-    """``batcher`` behind a websocket server on a free loopback port, in a background thread."""
-    server = PolicyServer(batcher, ServeConfig(port=0, max_batch=8))
+def serve_in_thread(batcher: Batcher, max_batch: int = 8) -> PolicyServer:
+    """``batcher`` behind ``sfbench serve``'s websocket server on a free loopback port, in a background thread."""
+    server = PolicyServer(batcher, ServeConfig(port=0, max_batch=max_batch))
     ready = threading.Event()
 
     async def main() -> None:
@@ -73,7 +73,8 @@ def serve_in_thread(batcher: Batcher) -> PolicyServer:
         await task
 
     threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
-    ready.wait(30)
+    if not ready.wait(60):
+        raise RuntimeError("the policy server did not start within 60 s")
     return server
 
 

@@ -92,7 +92,8 @@ def cmd_status(overrides: list[str]) -> None:
 
     from sfbench.eval.status import shard_status
 
-    rows = shard_status(_run_dir(overrides))
+    run_dir = _run_dir(overrides)
+    rows = shard_status(run_dir)
     for r in rows:
         infra = f"  {r.infra_errors} infra errors to retry" if r.infra_errors else ""
         _out(f"task {r.task_id:>3} episodes {r.episodes[0]:>3}-{r.episodes[-1]:<3} {r.state:<8} "
@@ -101,7 +102,7 @@ def cmd_status(overrides: list[str]) -> None:
     infra_total = sum(r.infra_errors for r in rows)
     _out(", ".join(f"{counts[s]} {s}" for s in ("done", "running", "failed", "missing"))
          + (f"; {infra_total} episodes with infrastructure errors to retry" if infra_total else ""))
-    _out_unplanned(_run_dir(overrides))
+    _out_unplanned(run_dir)
 
 
 def _out_unplanned(run_dir: Path) -> None:
@@ -154,14 +155,15 @@ def cmd_collect(overrides: list[str]) -> None:
 
 def cmd_train(overrides: list[str]) -> None:
     """Train (``-m``: a sweep of runs); print each run directory and its final checkpoint or job."""
-    from sfbench.train.run import plan_train, run_train
+    from sfbench.train.run import plan_train, resolve_train, run_train
 
     multirun = bool(overrides) and overrides[0] in ("-m", "--multirun")
-    plan = plan_train(overrides[1:] if multirun else overrides, multirun=multirun)
+    resolved = resolve_train(overrides[1:] if multirun else overrides, multirun=multirun)
+    plan = plan_train(resolved)
     if plan is not None:
         _out(plan)
         return
-    for job, result in run_train(overrides[1:] if multirun else overrides, multirun=multirun):
+    for job, result in run_train(resolved):
         _out(f"{job.run_dir}: {result if isinstance(result, Path) else 'job ' + str(result.job_id)}")
 
 

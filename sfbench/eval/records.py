@@ -154,9 +154,9 @@ def dedupe(located: Iterable[Located]) -> dict[tuple, Located]:
         if kept is None:
             by_key[loc.record.key] = loc
             continue
-        by_key[loc.record.key] = first_finished(kept, loc)
-        if (kept.record.success, kept.record.failure_reason) != (loc.record.success, loc.record.failure_reason):
-            first, other = sorted((kept, loc), key=lambda x: x is not by_key[loc.record.key])
+        first = by_key[loc.record.key] = first_finished(kept, loc)
+        other = loc if first is kept else kept
+        if (first.record.success, first.record.failure_reason) != (other.record.success, other.record.failure_reason):
             _warn_once((other.where, -1), "Episode %s is recorded twice with different outcomes (%s: success=%s, "
                        "%s: success=%s); the first finished (%s) is scored", loc.record.key, first.where,
                        first.record.success, other.where, other.record.success, first.where)

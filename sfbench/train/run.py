@@ -49,13 +49,16 @@ def _resolve(overrides: list[str]) -> tuple[dict[str, Any], TrainJob]:
     return container, job
 
 
-def plan_train(overrides: list[str], *, multirun: bool = False) -> str | None:
-    """``train.dry_run=true``: validate every sweep point as :func:`run_train` does and describe it.
+Resolved = list[tuple[dict[str, Any], TrainJob]]
 
-    None when the command is not a dry run; nothing is created either way.
-    """
-    points = expand_sweeps(overrides) if multirun else [overrides]
-    resolved = [_resolve(p) for p in points]
+
+def resolve_train(overrides: list[str], *, multirun: bool = False) -> Resolved:
+    """The validated config and job of one run, or of every point of a ``-m`` sweep; nothing is created."""
+    return [_resolve(p) for p in (expand_sweeps(overrides) if multirun else [overrides])]
+
+
+def plan_train(resolved: Resolved) -> str | None:
+    """``train.dry_run=true``: describe the resolved runs (None when the command is not a dry run)."""
     if not any(c["train"].get("dry_run") for c, _ in resolved):
         return None
     lines = [f"dry run of sfbench train: nothing was created; {len(resolved)} run(s) via launcher "
@@ -69,13 +72,11 @@ def plan_train(overrides: list[str], *, multirun: bool = False) -> str | None:
     return "\n".join(lines)
 
 
-def run_train(overrides: list[str], *, multirun: bool = False) -> list[tuple[TrainJob, Any]]:
-    """Train one run (or every point of a ``-m`` sweep) with the configured launcher.
+def run_train(resolved: Resolved) -> list[tuple[TrainJob, Any]]:
+    """Train the resolved runs (:func:`resolve_train`) with their one launcher.
 
     Returns (job, result) pairs: the final checkpoint path, or the submitted SLURM job.
     """
-    points = expand_sweeps(overrides) if multirun else [overrides]
-    resolved = [_resolve(p) for p in points]
     launchers = {json.dumps(c["launcher"], sort_keys=True) for c, _ in resolved}
     if len(launchers) > 1:
         raise InvalidConfig("A sweep must use one launcher for all its points")
