@@ -77,7 +77,19 @@ class MappedFile:
         return MappedFile, (self.path,)
 
 
-class EncodedFrames:
+class LazyFrames:
+    """uint8 (H, W, 3) frames decoded on access; ``len`` is the step count, ``shape`` the decoded array's."""
+
+    frame_shape: tuple[int, ...]
+    dtype = np.dtype(np.uint8)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(T, H, W, 3), as the decoded array would have."""
+        return (len(self), *self.frame_shape)
+
+
+class EncodedFrames(LazyFrames):
     """One view of one episode: each frame's encoded bytes, as (start, end) spans into a shared buffer.
 
     Args:
@@ -91,13 +103,6 @@ class EncodedFrames:
                  source: str):
         self.buffer, self.spans, self.frame_shape, self.source = buffer, np.asarray(spans, np.int64), \
             tuple(frame_shape), source
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """(T, H, W, 3), as the decoded array would have."""
-        return (len(self), *self.frame_shape)
-
-    dtype = np.dtype(np.uint8)
 
     def __len__(self) -> int:
         return len(self.spans)
@@ -170,7 +175,7 @@ def decode_video_segment(path: Path, start_s: float, n_frames: int, fps: float, 
     return np.frombuffer(proc.stdout, np.uint8).reshape(-1, h, w, 3)
 
 
-class VideoFrames:
+class VideoFrames(LazyFrames):
     """One camera of one episode stored in a video file, decoded by segment and cached.
 
     Args:
@@ -194,13 +199,6 @@ class VideoFrames:
             t = int(off.argmax())
             raise DamagedDataset(f"{source}: timestamp {self.timestamps[t]:.6f} s of frame {t} is not on the "
                                  f"{fps} fps grid (tolerance {FPS_TOLERANCE_S} s)")
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """(T, H, W, 3)."""
-        return (len(self), *self.frame_shape)
-
-    dtype = np.dtype(np.uint8)
 
     def __len__(self) -> int:
         return len(self.timestamps)
