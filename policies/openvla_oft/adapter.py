@@ -34,6 +34,7 @@ from sfbench.policies.openvla_oft.training import (
     checkpoint_stats,
     load_training_checkpoint,
     save_training_checkpoint,
+    train_everything,
     training_tensors,
 )
 from sfbench.policies.openvla_oft.vit import IMAGE
@@ -59,8 +60,13 @@ class OpenVLAOFTConfig:
         lora_adapter: A run's LoRA adapter directory (OFT's or sfbench's ``<run>/lora_adapter``) to
             evaluate unmerged, in float32, on top of ``checkpoint`` (then the base VLA, e.g.
             openvla-7b); the heads and statistics come from the adapter's parent directory.
-        base: Training only: the VLA to fine-tune (``openvla-7b`` or an OFT checkpoint directory).
-        lora_rank, lora_alpha, lora_dropout: The LoRA recipe (OFT / SF: 32, 16, 0.0), on all linear layers.
+        base: Training only: the VLA to fine-tune (``openvla-7b``, an OFT checkpoint directory, or an
+            sfbench training checkpoint, e.g. a tiny base made by full fine-tuning); its heads are
+            loaded when it has them.
+        lora_rank: LoRA rank on all linear layers (OFT / SF: 32). 0 = full fine-tuning: every weight on the
+            forward path trains (all but the LM head and the towers' unused last block, norm and MAP head);
+            checkpoints keep OFT's layout, with ``full_weights/`` (fp32) in place of ``lora_adapter/``.
+        lora_alpha, lora_dropout: The rest of the LoRA recipe (OFT / SF: 16, 0.0).
     """
 
     name: str = "openvla_oft"
@@ -76,6 +82,8 @@ class OpenVLAOFTConfig:
     lora_dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.lora_rank < 0:
+            raise InvalidConfig(f"policy.lora_rank={self.lora_rank} must be >= 0 (0 = full fine-tuning)")
         if self.image_chain not in IMAGE_CHAINS:
             raise InvalidConfig(f"policy.image_chain={self.image_chain!r} is not a known image chain; "
                                 f"choices: {', '.join(IMAGE_CHAINS)}")
@@ -208,12 +216,18 @@ class OpenVLAOFTPolicy(TrainablePolicy):
 
     @classmethod
     def for_training(cls, config: OpenVLAOFTConfig) -> OpenVLAOFTPolicy:
-        """The base VLA with LoRA adapters and (fresh or the base's) heads; float32, on CPU until moved."""
+        """The base VLA with LoRA adapters (or all trainable: ``lora_rank=0``) and (fresh or the base's) heads.
+
+        float32, on CPU until moved.
+        """
         policy = cls.__new__(cls)
         policy.config, policy.ckpt = config, cls.check_training(config)
         policy.device, policy.stats, policy.checkpoint_hash = torch.device("cpu"), {}, "untrained"
         policy.model = load_model(policy.ckpt, build=policy._build)
-        add_lora(policy.model, config.lora_rank, config.lora_alpha, config.lora_dropout)
+        if config.lora_rank:
+            add_lora(policy.model, config.lora_rank, config.lora_alpha, config.lora_dropout)
+        else:
+            train_everything(policy.model)
         policy.tokenizer = load_tokenizer(policy.ckpt.path / "tokenizer.json")
         return policy
 
@@ -287,7 +301,7 @@ class OpenVLAOFTPolicy(TrainablePolicy):
         return fresh
 
     def save(self, path: Path, *, step: int, extra: dict[str, Any] | None = None) -> Path:
-        """A complete OFT checkpoint (LoRA merged) + ``lora_adapter/`` + ``trainer_state.json``."""
+        """A complete OFT checkpoint (LoRA merged) + ``lora_adapter/`` or ``full_weights/`` + ``trainer_state.json``."""
         key = self.config.unnorm_key or "sfbench_demos"
         return save_training_checkpoint(path, self.model, self.ckpt, self._config_json(),
                                         checkpoint_stats(self.stats, key), {"step": step, **(extra or {})})
@@ -297,5 +311,5 @@ class OpenVLAOFTPolicy(TrainablePolicy):
         return {"family": self.name, "name": self.config.name}
 
     def load_weights(self, path: Path) -> dict[str, Any]:
-        """Resume: the LoRA tensors and heads of a training checkpoint; returns its trainer state."""
+        """Resume: the LoRA (or all fp32) tensors and heads of a training checkpoint; returns its trainer state."""
         return load_training_checkpoint(path, self.model)

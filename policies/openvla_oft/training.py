@@ -1,11 +1,13 @@
-"""Fine-tuning OpenVLA-OFT as OFT and Spatial Forcing do.
+"""Fine-tuning OpenVLA-OFT as OFT and Spatial Forcing do, or in full.
 
 LoRA on every linear layer of the VLA, the action head and proprio projector trained in full, L1
-on the normalised 8-action chunk.
+on the normalised 8-action chunk. With ``policy.lora_rank=0`` every weight on the forward path
+trains instead (full fine-tuning: how a base is made before OFT's LoRA fine-tuning).
 
 A training checkpoint is a complete OFT checkpoint (LoRA merged into bf16 shards, aux ``.pt``,
 ``dataset_statistics.json``), so ``policy=openvla_oft`` and OFT's own eval code load it, plus
-``lora_adapter/`` (the fp32 LoRA tensors, for an exact resume) and ``trainer_state.json``.
+``trainer_state.json`` and, for an exact resume, the fp32 trained tensors: ``lora_adapter/``
+(LoRA) or ``full_weights/`` (every tensor of the shards, full fine-tuning).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from sfbench.policies.openvla_oft.tf_image import float_to_uint8
 
 LORA_DIR = "lora_adapter"
 LORA_FILE = "adapter_model.safetensors"
+FULL_DIR = "full_weights"  # full fine-tuning: model.vla's fp32 tensors (the shards hold them in bf16)
+FULL_FILE = "model.safetensors"
 TRAINER_STATE = "trainer_state.json"
 ADAPTER = "default"
 
@@ -50,6 +54,39 @@ def add_lora(model: OpenVLAOFT, rank: int, alpha: int, dropout: float) -> list[s
     for name, p in model.vla.named_parameters():
         p.requires_grad_("lora_" in name)
     return targets
+
+
+def off_path_parameters(model: OpenVLAOFT) -> list[str]:
+    """Names of ``model``'s parameters that OFT's forward pass never reads (no gradient reaches them).
+
+    Each tower's last block, final norm and SigLIP's MAP head (OFT reads the second-to-last block's
+    patch tokens) and the LM head (the L1 head reads hidden states, not logits). They stay in the
+    checkpoint as the base has them.
+    """
+    towers = {"vision_backbone.featurizer": model.vla.vision_backbone.featurizer,
+              "vision_backbone.fused_featurizer": model.vla.vision_backbone.fused_featurizer}
+    prefixes = ["language_model.lm_head."]
+    for name, tower in towers.items():
+        prefixes += [f"{name}.blocks.{tower.spec.depth - 1}.", f"{name}.norm.", f"{name}.attn_pool."]
+    return [f"vla.{n}" for n, _ in model.vla.named_parameters() if n.startswith(tuple(prefixes))]
+
+
+def train_everything(model: OpenVLAOFT) -> list[str]:
+    """Full fine-tuning: every parameter on the forward path trains; returns the frozen off-path ones."""
+    frozen = set(off_path_parameters(model))
+    for name, p in model.named_parameters():
+        p.requires_grad_(name not in frozen)
+    return sorted(frozen)
+
+
+def is_lora(model: OpenVLAOFT) -> bool:
+    """Whether ``model.vla`` carries LoRA adapters (else it is trained in full)."""
+    return any(isinstance(m, LoraLayer) for m in model.vla.modules())
+
+
+def full_state(model: OpenVLAOFT) -> dict[str, torch.Tensor]:
+    """``model.vla``'s tensors (fp32, as trained) under the released key names."""
+    return {k: v.detach().float().cpu().contiguous() for k, v in model.vla.state_dict().items()}
 
 
 def lora_state(model: OpenVLAOFT) -> dict[str, torch.Tensor]:
@@ -135,13 +172,15 @@ def save_training_checkpoint(path: Path, model: OpenVLAOFT, base: OFTCheckpoint,
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     config = {**json.loads((base.path / CONFIG_FILE).read_text()), **policy}
+    lora = is_lora(model)
     with torch.no_grad():
         write_checkpoint(tmp, model, config, stats=stats,
                          preprocessor=json.loads((base.path / PREPROCESSOR_FILE).read_text()),
                          tokenizer_json=(base.path / TOKENIZER_FILE).read_text(),
-                         suffix=f"{state['step']}_checkpoint.pt", vla_state=merged_state(model))
-    (tmp / LORA_DIR).mkdir()
-    save_file(lora_state(model), tmp / LORA_DIR / LORA_FILE)
+                         suffix=f"{state['step']}_checkpoint.pt", vla_state=merged_state(model) if lora else None)
+    folder, file = (LORA_DIR, LORA_FILE) if lora else (FULL_DIR, FULL_FILE)
+    (tmp / folder).mkdir()
+    save_file(lora_state(model) if lora else full_state(model), tmp / folder / file)
     (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2))
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
@@ -149,14 +188,21 @@ def save_training_checkpoint(path: Path, model: OpenVLAOFT, base: OFTCheckpoint,
 
 
 def load_training_checkpoint(path: Path, model: OpenVLAOFT) -> dict[str, Any]:
-    """Load the LoRA tensors and the heads of a training checkpoint into ``model``; return its trainer state."""
-    lora = path / LORA_DIR / LORA_FILE
-    if not lora.is_file():
-        raise MissingAsset(f"Not an sfbench OFT training checkpoint (no {LORA_DIR}/{LORA_FILE}): {path}")
-    missing = set(lora_state(model)) - set(load_file(lora))
+    """Load the trained fp32 tensors and the heads of a training checkpoint into ``model``; return its trainer state.
+
+    The checkpoint must have been trained the way ``model`` is set up (LoRA or full).
+    """
+    lora = is_lora(model)
+    folder, file = (LORA_DIR, LORA_FILE) if lora else (FULL_DIR, FULL_FILE)
+    weights = path / folder / file
+    if not weights.is_file():
+        raise MissingAsset(f"Not an sfbench OFT training checkpoint of a {'LoRA' if lora else 'full'} fine-tune "
+                           f"(no {folder}/{file}): {path}")
+    saved = load_file(weights)
+    missing = set(lora_state(model) if lora else model.vla.state_dict()) - set(saved)
     if missing:
-        raise InvalidConfig(f"{lora}: LoRA tensors do not match this config (e.g. missing {sorted(missing)[0]})")
-    model.vla.load_state_dict(load_file(lora), strict=False)
+        raise InvalidConfig(f"{weights}: tensors do not match this config (e.g. missing {sorted(missing)[0]})")
+    model.vla.load_state_dict(saved, strict=False)
     for prefix, part in model.aux_parts.items():
         (file,) = path.glob(f"{prefix}*checkpoint.pt")
         part.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
