@@ -8,7 +8,16 @@ import json
 import pytest
 
 from sfbench.core.errors import InvalidConfig, MissingAsset, UnknownChoice
-from sfbench.curves.curve import Measurement, crossings, first_crossing, plot, pool, write_points_csv
+from sfbench.curves.curve import (
+    Measurement,
+    crossings,
+    figure,
+    first_crossing,
+    legend_label,
+    plot,
+    pool,
+    write_points_csv,
+)
 from sfbench.curves.run import CurveSettings, replot
 from sfbench.curves.train_runs import TrainRun, check_comparable, curve_labels, load_train_run, training_data
 from sfbench.policies.tiny_vla import TinyVLA, TinyVLAConfig, save_checkpoint
@@ -185,3 +194,38 @@ def test_committed_experiment_curves_regenerate_byte_identically_from_records(ki
         assert (tmp_path / name).read_bytes() == (experiment / kind / name).read_bytes(), f"{name} differs"
     committed = json.loads((experiment / kind / "curve.json").read_text())
     assert {k: v for k, v in result.items() if k != "files"} == {k: v for k, v in committed.items() if k != "files"}
+
+
+def test_points_csv_carries_each_pooled_runs_own_count(tmp_path):
+    pooled = pool([m("sf", 100, 3, 10, "s1"), m("sf", 100, 5, 12, "s2"), m("sf", 200, 4, 10, "s1")])
+    write_points_csv(pooled, tmp_path / "points.csv", "training step")
+    rows = list(csv.DictReader((tmp_path / "points.csv").open()))
+    assert [(r["n"], r["successes"], r["run_counts"], r["train_runs"]) for r in rows] == [
+        ("22", "8", "3/10 5/12", "s1 s2"), ("10", "4", "4/10", "s1")]
+
+
+def test_legend_names_n_when_a_label_shares_it_and_counts_seeds():
+    assert legend_label("a", curve("a", (100, 2, 10), (200, 4, 10))) == "a (n=10 episodes per point)"
+    assert legend_label("a", curve("a", (100, 2, 10), (200, 4, 20))) == "a"  # n is written at each point
+    seeded = pool([m("sf", 100, 3, 10, "s1"), m("sf", 100, 5, 10, "s2"), m("sf", 200, 4, 10, "s1"),
+                   m("sf", 200, 6, 10, "s2")])["sf"]
+    assert legend_label("sf", seeded) == "sf (2 seeds pooled, n=20 episodes per point)"
+
+
+def test_figure_writes_n_at_points_that_differ_and_draws_one_dot_per_seed():
+    from matplotlib.collections import PathCollection
+
+    pooled = pool([m("sf", 100, 3, 10, "s1"), m("sf", 100, 7, 10, "s2"), m("sf", 200, 9, 10, "s1"),
+                   m("base", 100, 1, 10), m("base", 200, 4, 30)])
+    fig = figure(pooled, [0.5], x_name="training step", title="t")
+    ax = fig.axes[0]
+    # sf pools 20 then 10 episodes, base has 10 then 30: both vary, so n is written at every point
+    assert sorted(t.get_text() for t in ax.texts) == ["n=10", "n=10", "n=20", "n=30"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["sf (up to 2 seeds pooled)", "base", "single seeds"]
+    uniform = figure(pool([m("a", 100, 1, 10), m("a", 200, 2, 10)]), [], x_name="training step", title="t")
+    assert not uniform.axes[0].texts
+    assert uniform.axes[0].get_legend().get_texts()[0].get_text() == "a (n=10 episodes per point)"
+    dots = [c.get_offsets().tolist() for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets())]
+    assert dots == [[[100.0, 30.0], [100.0, 70.0]]], "one hollow dot per seed at the pooled x, none for 1-run points"
+    pooled_line = ax.get_lines()[0].get_xydata().tolist()
+    assert pooled_line == [[100.0, 50.0], [200.0, 90.0]]  # the line is the pooled rate: (3 + 7) / 20

@@ -155,7 +155,8 @@ class SiteWriter:
         png = self.out / "curves" / f"{curve.slug}.png"
         png.parent.mkdir(parents=True, exist_ok=True)
         title = f"{curve.meta.get('kind', 'curve')}: {curve.meta.get('suite', '')} ({curve.meta.get('protocol', '')})"
-        figures.plot_curve(curve.points, seeds, png, title=title, thresholds=thresholds)
+        figures.plot_curve(curve.points, seeds, png, title=title, thresholds=thresholds,
+                           log_x=curve.meta.get("kind") == "data_efficiency")
         self.page(f"curves/{curve.slug}.html", "curve.html", curve=curve, x_name=figures.x_name(curve.points),
                   runs_by_id=runs_by_id, title=f"curve {curve.slug}")
 

@@ -1,10 +1,11 @@
-"""Static figures of the report (matplotlib, Agg): curves with n per point and per-seed points, per-task bars."""
+"""Static figures of the report (matplotlib, Agg): curves re-drawn from ``points.csv``, per-task bars."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
 
+from sfbench.curves.curve import Point, plot
 from sfbench.report.aggregate import Rate
 
 FIG_DPI = 110
@@ -24,45 +25,38 @@ def x_name(points: list[dict[str, str]]) -> str:
     return list(points[0])[1] if points else "x"
 
 
+def curve_points(points: list[dict[str, str]], seeds: dict[str, Rate]) -> dict[str, list[Point]]:
+    """``points.csv`` rows as the curve's :class:`Point` s, per label, sorted by x.
+
+    Each point's per-run rates come from its ``run_counts`` column, or, in a ``points.csv`` written
+    before that column existed, from ``seeds`` (eval run id -> its rate) where every run is known.
+    """
+    xcol = x_name(points)
+    by_label: dict[str, list[Point]] = defaultdict(list)
+    for r in points:
+        evals = tuple(r.get("eval_runs", "").split())
+        if r.get("run_counts"):
+            runs = tuple(Rate.of(*map(int, c.split("/"))) for c in r["run_counts"].split())
+        else:
+            runs = tuple(seeds[e] for e in evals) if all(e in seeds for e in evals) else ()
+        by_label[r["label"]].append(Point(r["label"], float(r[xcol]), Rate.of(int(r["successes"]), int(r["n"])),
+                                          tuple(r.get("train_runs", "").split()), evals, runs))
+    return {label: sorted(ps, key=lambda p: p.x) for label, ps in by_label.items()}
+
+
 def plot_curve(points: list[dict[str, str]], seeds: dict[str, Rate], path: Path, *, title: str,
-               thresholds: list[float]) -> Path:
-    """Success vs x per label: 95% Wilson bars, ``n`` written at each point, one small dot per seed.
+               thresholds: list[float], log_x: bool = False) -> Path:
+    """The curve's figure, drawn as ``sfbench curves`` draws it (bands, n per point, one dot per seed).
 
     Args:
         points: rows of ``points.csv``.
-        seeds: eval run id -> its own rate; drawn when a point pools more than one eval run (seeds).
+        seeds: eval run id -> its own rate, for rows without a ``run_counts`` column.
         path: the PNG to write.
         title: figure title.
         thresholds: dashed horizontal lines (success rates in [0, 1]).
+        log_x: a log x axis (data-efficiency curves).
     """
-    plt = _pyplot()
-    xcol = x_name(points)
-    by_label: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for p in points:
-        by_label[p["label"]].append(p)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=FIG_DPI)
-    for label, rows in by_label.items():
-        rows.sort(key=lambda r: float(r[xcol]))
-        xs = [float(r[xcol]) for r in rows]
-        ys = [100 * float(r["success_rate"]) for r in rows]
-        err = [[y - 100 * float(r["ci_low"]) for y, r in zip(ys, rows, strict=True)],
-               [100 * float(r["ci_high"]) - y for y, r in zip(ys, rows, strict=True)]]
-        line = ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)[0]
-        for x, y, r in zip(xs, ys, rows, strict=True):
-            ax.annotate(f"n={r['n']}", (x, y), textcoords="offset points", xytext=(4, 5), fontsize=7,
-                        color=line.get_color())
-            per_seed = [100 * seeds[e].success_rate for e in r.get("eval_runs", "").split() if e in seeds]
-            if len(per_seed) > 1:
-                ax.scatter([x] * len(per_seed), per_seed, s=12, color=line.get_color(), alpha=0.5)
-    for t in thresholds:
-        ax.axhline(100 * t, color="grey", linestyle="--", linewidth=0.8)
-    ax.set(xlabel=xcol, ylabel="success rate (%)", title=title, ylim=(-2, 102))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return plot(curve_points(points, seeds), thresholds, path, x_name=x_name(points), title=title, log_x=log_x)
 
 
 def plot_tasks(tasks: list[dict], path: Path, *, title: str) -> Path:
