@@ -14,7 +14,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,8 +32,13 @@ from sfbench.probe.heads import HEADS, DepthMetrics, FitSettings, depth_metrics,
 from sfbench.train.data.dataset import find_files
 from sfbench.train.data.demos import Demo, load_demos
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 log = logging.getLogger(__name__)
 RANDOM_INIT = "random_init"
+# How the grids colour depth; probe.json records it, so a report can tell grids drawn before the colour bar.
+GRID_SCALE = "one colour scale per row (its scored ground-truth depths), with a colour bar in metres"
 
 
 @dataclass
@@ -209,6 +214,7 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
                              targets, fitted, crop)
     result = {"layer": layer, "frames": len(frames.obs), "train_frames": len(train), "test_frames": len(test),
               "settings": dataclasses.asdict(s), "rows": rows, "grids": {k: str(v) for k, v in grids.items()},
+              "grid_scale": GRID_SCALE,
               "table": format_table(rows)}
     _write_csv(rows, out / "probe.csv")
     write_json_atomic(out / "probe.json", result)
@@ -234,7 +240,33 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def _grid(path: Path, label: str, frames: Frames, test: np.ndarray, s: ProbeSettings, targets: torch.Tensor,
           fitted: dict[str, tuple[DepthMetrics, Any]], crop_area: float) -> Path:
-    """PNG: per example test map, image | ground truth | each head's prediction (one colour scale per row)."""
+    """Write :func:`grid_figure` as a PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = grid_figure(label, frames, test, s, targets, fitted, crop_area)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def depth_scale(target: torch.Tensor, max_depth_m: float) -> tuple[float, float]:
+    """Colour range (metres) of one example: its valid ground-truth depths (0 < d < ``max_depth_m``).
+
+    The pixels the metrics score set the range; a map without any falls back to all positive depths.
+    """
+    valid = target[(target > 0) & (target < max_depth_m)]
+    if valid.numel() == 0:
+        valid = target[target > 0] if (target > 0).any() else target.flatten()
+    return float(valid.min()), float(valid.max())
+
+
+def grid_figure(label: str, frames: Frames, test: np.ndarray, s: ProbeSettings, targets: torch.Tensor,
+                fitted: dict[str, tuple[DepthMetrics, Any]], crop_area: float) -> Figure:
+    """Per example test map: image | ground truth | each head's prediction, with a depth colour bar in metres.
+
+    The ground truth and the predictions of a row share one colour scale (the row's valid ground-truth
+    range); the colour bar beside the row gives it in metres, its arrows marking depths outside the range.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -243,26 +275,27 @@ def _grid(path: Path, label: str, frames: Frames, test: np.ndarray, s: ProbeSett
     v = len(s.views)
     picks = np.linspace(0, len(test) * v - 1, min(s.examples, len(test) * v)).round().astype(int)
     cols = 2 + len(fitted)
-    fig, axes = plt.subplots(len(picks), cols, figsize=(2.2 * cols, 2.2 * len(picks)), squeeze=False, dpi=100)
+    fig, axes = plt.subplots(len(picks), cols, figsize=(2.2 * cols + 0.9, 2.2 * len(picks)), squeeze=False,
+                             dpi=100, layout="constrained")
     for row, k in enumerate(picks):
         frame, view = int(test[k // v]), s.views[k % v]
         img = frames.obs[frame][view]
         box = center_box(img.shape[0], img.shape[1], crop_area)
         t = targets[test[k // v] * v + k % v]
-        lo, hi = float(t[t > 0].min()), float(t.max())
-        panels = [("image", img[box[0]:box[0] + box[2], box[1]:box[1] + box[3]], None),
-                  ("ground truth", t.numpy(), (lo, hi))]
-        panels += [(f"{head} probe", pred[k].numpy(), (lo, hi)) for head, (_, pred) in fitted.items()]
-        for col, (title, data, scale) in enumerate(panels):
-            ax = axes[row, col]
-            ax.imshow(data, cmap=None if scale is None else "viridis",
-                      vmin=None if scale is None else scale[0], vmax=None if scale is None else scale[1])
+        lo, hi = depth_scale(t, s.max_depth_m)
+        axes[row, 0].imshow(img[box[0]:box[0] + box[2], box[1]:box[1] + box[3]])
+        maps = [("ground truth", t.numpy())]
+        maps += [(f"{head} probe", pred[k].numpy()) for head, (_, pred) in fitted.items()]
+        for col, (_, data) in enumerate(maps, start=1):
+            shown = axes[row, col].imshow(data, cmap="viridis", vmin=lo, vmax=hi)
+        bar = fig.colorbar(shown, ax=list(axes[row, 1:]), extend="both", fraction=0.05, pad=0.02)
+        bar.set_label("depth (m)", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+        for ax in axes[row]:
             ax.set_xticks([]), ax.set_yticks([])
-            if row == 0:
-                ax.set_title(title, fontsize=9)
         axes[row, 0].set_ylabel(view, fontsize=8)
-    fig.suptitle(f"{label}: depth probe on test frames", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+        if row == 0:
+            for ax, title in zip(axes[row], ["image", *(f"{name} (m)" for name, _ in maps)], strict=True):
+                ax.set_title(title, fontsize=9)
+    fig.suptitle(f"{label}: metric depth probe on test frames (colour: depth in metres)", fontsize=10)
+    return fig

@@ -85,7 +85,8 @@ def test_probe_command_writes_table_csv_and_grids(tmp_path):
         ("tiny_vla", "linear"), ("tiny_vla", "conv"), ("random_init", "linear"), ("random_init", "conv")]
     assert all(0.0 <= float(r["delta1"]) <= 1.0 and float(r["rmse"]) >= 0 for r in rows)
     assert (tmp_path / "probes" / "p" / "tiny_vla.png").read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((tmp_path / "probes" / "p" / "probe.json").read_text())["rows"][0]["pixels"] > 0
+    written = json.loads((tmp_path / "probes" / "p" / "probe.json").read_text())
+    assert written["rows"][0]["pixels"] > 0 and "colour bar in metres" in written["grid_scale"]
 
 
 def test_probe_needs_a_checkpoint_and_known_heads(tmp_path):
@@ -97,3 +98,44 @@ def test_probe_needs_a_checkpoint_and_known_heads(tmp_path):
     cfg = compose_config("probe", ["policy.checkpoint=x", "probe.num_threads=0"])
     with pytest.raises(InvalidConfig, match="probe.num_threads=0 must be >= 1"):
         run_probe(OmegaConf.create(OmegaConf.to_container(cfg)))
+
+
+def grid_inputs(examples: int = 2):
+    """Four test frames of one view, 8x8 depth in metres (one far pixel beyond max_depth_m), two heads."""
+    from sfbench.probe.run import ProbeSettings
+
+    s = ProbeSettings(views=["agentview"], examples=examples, max_depth_m=5.0)
+    rng = np.random.default_rng(0)
+    frames = Frames([{"agentview": rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)} for _ in range(4)],
+                    np.arange(4))
+    targets = torch.from_numpy(rng.uniform(0.5, 2.0, (4, 8, 8)).astype(np.float32))
+    targets[:, 0, 0] = 9.0  # beyond max_depth_m: not scored, so not part of the colour range
+    fitted = {h: (None, targets[1:] + 0.5 * (i + 1)) for i, h in enumerate(("linear", "conv"))}
+    return frames, np.arange(1, 4), s, targets, fitted
+
+
+def test_probe_grid_has_one_colour_scale_per_row_and_a_colour_bar_in_metres():
+    from sfbench.probe.run import depth_scale, grid_figure
+
+    frames, test, s, targets, fitted = grid_inputs()
+    fig = grid_figure("tiny_vla", frames, test, s, targets, fitted, crop_area=1.0)
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 2 and all(b.get_ylabel() == "depth (m)" for b in bars), "one colour bar in metres per row"
+    image_axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert [ax.get_title() for ax in image_axes[:4]] == ["image", "ground truth (m)", "linear probe (m)",
+                                                         "conv probe (m)"]
+    for row, example in enumerate((test[0], test[-1])):  # linspace picks the first and last test maps
+        lo, hi = depth_scale(targets[example], s.max_depth_m)
+        assert hi < 2.0 and lo >= 0.5, "the range is the scored pixels', without the 9 m one"
+        depth_images = [ax.images[0] for ax in image_axes[4 * row + 1:4 * row + 4]]
+        assert all(im.get_clim() == (lo, hi) for im in depth_images), "ground truth and predictions share a scale"
+        assert bars[row].get_ylim() == pytest.approx((lo, hi))
+
+
+def test_depth_scale_falls_back_when_no_pixel_is_scored():
+    from sfbench.probe.run import depth_scale
+
+    far = torch.full((2, 2), 7.0)
+    far[0, 0] = 0.0
+    assert depth_scale(far, 5.0) == (7.0, 7.0)
+    assert depth_scale(torch.tensor([[0.0, 1.5], [3.0, 6.0]]), 5.0) == (1.5, 3.0)

@@ -113,3 +113,12 @@ def test_cli_report_on_the_committed_results(tmp_path):
     bad = run_cli("report", "report.videos=foo", f"report.output_dir={tmp_path / 'x'}")
     assert bad.returncode == 2 and "report.videos" in bad.stderr and not (tmp_path / "x").exists()
     assert REPO.joinpath("configs", "report.yaml").is_file()
+
+
+def test_curve_page_lists_each_runs_count_and_old_probe_grids_are_said_to_lack_a_colour_bar(site):
+    _, out = site
+    curve = next((out / "curves").glob("*.html")).read_text()
+    assert "<td>11/30</td>" in curve, "points.csv's run_counts (tiny_vla, step 900) are on the page"
+    assert "in the legend" in curve
+    probe = next((out / "probes").glob("*.html")).read_text()  # the committed probe.json has no grid_scale
+    assert "drawn before the colour bar was added" in probe
