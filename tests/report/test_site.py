@@ -122,3 +122,10 @@ def test_curve_page_lists_each_runs_count_and_old_probe_grids_are_said_to_lack_a
     assert "in the legend" in curve
     probe = next((out / "probes").glob("*.html")).read_text()  # the committed probe.json has no grid_scale
     assert "drawn before the colour bar was added" in probe
+
+
+def test_claims_page_states_the_power_calculations_method_and_design(site):
+    _, out = site
+    text = re.sub(r"<[^>]+>|\s+", " ", (out / "claims.html").read_text())
+    assert "α = 0.05" in text and "80% power" in text and "no continuity correction" in text
+    assert "It assumes an unpaired design" in text

@@ -36,6 +36,26 @@ def test_episodes_per_arm_follows_the_two_proportion_formula():
     assert episodes_per_arm(0.994, 0.976) > 500
 
 
+def _exact_power(n: int, p1: float, p2: float) -> float:
+    """Independent reference: the pooled two-sided 5% z-test's power, summed over every (k1, k2) at n per arm."""
+    import numpy as np
+    from scipy.stats import binom
+
+    k = np.arange(n + 1)
+    k1, k2 = np.meshgrid(k, k, indexing="ij")
+    pooled = (k1 + k2) / (2 * n)
+    se = np.sqrt(pooled * (1 - pooled) * 2 / n)
+    z = np.divide(np.abs(k1 - k2) / n, se, out=np.zeros_like(se), where=se > 0)
+    return float((np.outer(binom.pmf(k, n, p1), binom.pmf(k, n, p2)) * (z > 1.959963984540054)).sum())
+
+
+@pytest.mark.parametrize(("p1", "p2"), [(0.6, 0.5), (0.9, 0.7), (0.95, 0.85), (0.994, 0.976)])
+def test_episodes_per_arm_give_the_stated_80_percent_power_exactly_counted(p1, p2):
+    n = episodes_per_arm(p1, p2)
+    assert 0.78 <= _exact_power(n, p1, p2) <= 0.86, "the normal approximation's n gives about 80% power"
+    assert _exact_power(n // 2, p1, p2) < 0.6, "half as many episodes would not resolve the difference"
+
+
 def test_two_proportion_p_is_symmetric_and_small_for_large_gaps():
     assert math.isclose(two_proportion_p(30, 100, 50, 100), two_proportion_p(50, 100, 30, 100))
     assert two_proportion_p(50, 100, 50, 100) == 1.0

@@ -36,8 +36,9 @@ def binomial_two_sided_p(successes: int, n: int, p0: float) -> float:
 def episodes_per_arm(p1: float, p2: float, z_alpha: float = Z_95, z_power: float = Z_POWER_80) -> int | None:
     """Episodes per policy for a two-sided two-proportion test (5% level, 80% power) to tell ``p1`` from ``p2``.
 
-    The normal-approximation sample size (Fleiss, without continuity correction); ``None`` when the
-    rates are equal (no finite number resolves a zero difference).
+    The normal-approximation sample size of the pooled z-test (Fleiss, without continuity
+    correction), for an unpaired design: each policy on its own independent episodes. ``None`` when
+    the rates are equal (no finite number resolves a zero difference).
     """
     if p1 == p2:
         return None
