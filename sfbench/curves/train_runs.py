@@ -66,7 +66,8 @@ def curve_labels(runs: list[TrainRun], *, data_is_x: bool) -> list[str]:
     amount of data is the curve's x, not part of its label.
     """
     ignore = _NOT_IN_LABEL | (_DATA_SIZE if data_is_x else set())
-    flat = [{k: v for k, v in _flat(r.config).items() if k not in ignore and not k.startswith("launcher.")}
+    flat = [{k: v for k, v in _flat(r.config).items() if k not in ignore
+             and not k.startswith(("launcher.", "train.eval."))}
             for r in runs]
     labels = []
     for f in flat:

@@ -64,9 +64,10 @@ class TensorBoardSink:
         self.writer = SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIR))
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
-        """One scalar per metric, tagged ``<group>/<name>``."""
+        """One scalar per metric, tagged ``<group>/<name>`` (a name with a group, ``eval/success``, as it is)."""
         for name, value in metrics.items():
-            self.writer.add_scalar(f"{_GROUPS.get(name, 'metrics')}/{name}", value, global_step=step)
+            tag = name if "/" in name else f"{_GROUPS.get(name, 'metrics')}/{name}"
+            self.writer.add_scalar(tag, value, global_step=step)
 
     def close(self) -> None:
         """Flush the event file."""
@@ -118,6 +119,8 @@ def plot_metrics(metrics_jsonl: Path, path: Path) -> Path | None:
     """``metrics.png``: losses (log scale), alignment cosine, learning rate and throughput vs step."""
     lines = [json.loads(ln) for ln in metrics_jsonl.read_text().splitlines() if ln.strip()] \
         if metrics_jsonl.is_file() else []
+    evals = [ln for ln in lines if "eval/success" in ln]  # eval results, at their checkpoints' steps
+    lines = [ln for ln in lines if "loss" in ln]
     if not lines:
         return None
     import matplotlib
@@ -129,10 +132,14 @@ def plot_metrics(metrics_jsonl: Path, path: Path) -> Path | None:
     panels = [("loss", [k for k in ("loss", "action_loss", "align_loss") if k in lines[0]], True),
               ("SF alignment cosine", [k for k in ("align_cos",) if k in lines[0]], False),
               ("learning rate", ["lr"], True), ("samples / s", [k for k in ("samples_per_s",) if k in lines[0]], False)]
-    panels = [p for p in panels if p[1]]
+    panels = [p for p in panels if p[1]] + ([("eval success", ["eval/success"], False)] if evals else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), dpi=100, squeeze=False)
     for ax, (title, keys, log_y) in zip(axes[0], panels, strict=True):
         for k in keys:
+            if k == "eval/success":
+                done = sorted(evals, key=lambda ln: ln["step"])
+                ax.plot([ln["step"] for ln in done], [ln[k] for ln in done], "o-", label=k)
+                continue
             ax.plot(steps, [ln.get(k, float("nan")) for ln in lines], label=k)
         if log_y and all(ln.get(k, 1) > 0 for ln in lines for k in keys):
             ax.set_yscale("log")

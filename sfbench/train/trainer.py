@@ -28,6 +28,7 @@ from sfbench.train.align import AlignSettings, SpatialForcing
 from sfbench.train.data.dataset import DataConfig, load_dataset
 from sfbench.train.data.formats import detect_format
 from sfbench.train.distributed import World, init_world
+from sfbench.train.evaluation import SUCCESS, CheckpointEvals, check_train_eval, metrics_line
 from sfbench.train.logs import METRICS_PNG, TrainLogs, check_sinks, plot_metrics
 from sfbench.train.rundir import METRICS, TRAINING_STATE, checkpoint_dir, latest_checkpoint
 from sfbench.train.targets import TeacherTargets
@@ -42,12 +43,20 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16")
 
 # ``train`` settings that do not change what is trained: left out of run ids and curve labels.
-RUNTIME_SETTINGS = frozenset({"progress", "num_threads", "log_every", "save_every", "device", "dry_run", "log"})
+RUNTIME_SETTINGS = frozenset({"progress", "num_threads", "log_every", "save_every", "device", "dry_run", "log",
+                              "eval_every", "eval"})
 
 
 @dataclass
 class TrainSettings:
-    """The ``train`` section of ``configs/train.yaml`` (see the comments there)."""
+    """The ``train`` section of ``configs/train.yaml`` (the other keys: see the comments there).
+
+    Attributes:
+        eval_every: Evaluate the checkpoint of every N steps (and the last) while training goes on, each as an
+            ordinary eval run (``sfbench curves`` finds them); 0 = never. Such checkpoints are saved too.
+        eval: How (``sfbench.train.evaluation.TrainEvalSettings``): ``{suite, protocol, tasks,
+            episodes_per_task, first_episode, launcher: local|slurm, output_dir, overrides, ...}``.
+    """
 
     steps: int = 2000
     batch_size: int = 32
@@ -64,6 +73,8 @@ class TrainSettings:
     progress: bool = True
     dry_run: bool = False
     log: list[str] = field(default_factory=lambda: ["jsonl"])
+    eval_every: int = 0
+    eval: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_sinks(list(self.log))
@@ -82,6 +93,16 @@ class TrainSettings:
         bad = [k for k in ("steps", "batch_size", "save_every", "log_every") if getattr(self, k) < 1]
         if bad or self.lr <= 0:
             raise InvalidConfig(f"train.{(bad or ['lr'])[0]} must be positive")
+        if self.eval_every < 0:
+            raise InvalidConfig(f"train.eval_every={self.eval_every} must be >= 0 (0 = no evaluation during training)")
+
+    def saves_at(self, step: int) -> bool:
+        """Whether the checkpoint of ``step`` (1-based) is saved: every save_every / eval_every, and the last."""
+        return step % self.save_every == 0 or step == self.steps or self.evaluates_at(step)
+
+    def evaluates_at(self, step: int) -> bool:
+        """Whether the checkpoint of ``step`` is evaluated during training."""
+        return bool(self.eval_every) and (step % self.eval_every == 0 or step == self.steps)
 
 
 def lr_at(step: int, s: TrainSettings) -> float:
@@ -139,6 +160,7 @@ class Trainer:
                 if not p.requires_grad:
                     p.data = p.data.to(torch.bfloat16)
         self.sf, self.targets = self._alignment()
+        self._pending: list[dict[str, Any]] = []  # eval results found on resume, logged with the first line
         params = list(self.policy.model.parameters()) + (list(self.sf.parameters()) if self.sf else [])
         self.optimizer = torch.optim.AdamW(params, lr=self.settings.lr, weight_decay=self.settings.weight_decay)
 
@@ -189,6 +211,24 @@ class Trainer:
         self.world.barrier()
         return path
 
+    def _evaluations(self, start: int) -> CheckpointEvals:
+        """The run's checkpoint evals; after a restart, the unfinished ones are relaunched."""
+        evals = CheckpointEvals(self.run_dir, check_train_eval(self.settings.eval, self.job.policy), self.job.policy)
+        self._pending = evals.resume(_logged_evals(self.run_dir / METRICS)) if start else []
+        return evals
+
+    def _log_evals(self, results: list[dict[str, Any]], metrics_file: Any, logs: TrainLogs, wall_s: float) -> None:
+        """Append each eval result to ``metrics.jsonl`` and the sinks, at its checkpoint's step."""
+        for result in [*self._pending, *results]:
+            line = metrics_line(result, wall_s)
+            if line:
+                metrics_file.write(json.dumps(line) + "\n")
+                metrics_file.flush()
+                logs.write(line)
+                log.info("Step %d: eval success %.3f (%d/%d), run %s", line["step"], line[SUCCESS],
+                         result["successes"], result["n"], result["run_id"])
+        self._pending = []
+
     def step(self, step: int) -> dict[str, float]:
         """One optimisation step; returns its metrics."""
         s = self.settings
@@ -231,6 +271,7 @@ class Trainer:
                    disable=not s.progress or not self.world.main, dynamic_ncols=True)
         t0 = last_t = time.perf_counter()
         last_step = start
+        evals = self._evaluations(start) if self.world.main and s.eval_every else None
         for step in bar:
             m = self.step(step)
             if metrics_file and logs and ((step + 1) % s.log_every == 0 or step + 1 == s.steps):
@@ -242,13 +283,24 @@ class Trainer:
                 metrics_file.flush()
                 logs.write(line)
                 bar.set_postfix({k: f"{v:.4f}" for k, v in m.items() if k in ("action_loss", "align_loss")})
-            if (step + 1) % s.save_every == 0 or step + 1 == s.steps:
-                self._save(step + 1)
+                self._log_evals(evals.poll() if evals else [], metrics_file, logs, now - t0)
+            if s.saves_at(step + 1):
+                path = self._save(step + 1)
+                if evals and s.evaluates_at(step + 1):
+                    evals.launch(step + 1, path)
         if metrics_file and logs:
+            if evals:
+                self._log_evals(evals.wait(), metrics_file, logs, time.perf_counter() - t0)
             metrics_file.close()
             logs.close()
             plot_metrics(self.run_dir / METRICS, self.run_dir / METRICS_PNG)
         return latest_checkpoint(self.run_dir) or self._save(s.steps)
+
+
+def _logged_evals(path: Path) -> set[int]:
+    """Steps whose eval success ``metrics.jsonl`` already holds."""
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return {int(line["step"]) for line in lines if SUCCESS in line}
 
 
 def _metrics_until(path: Path, step: int) -> Path:
@@ -271,6 +323,8 @@ def check_job(job: TrainJob) -> None:
     if not issubclass(family, TrainablePolicy):
         raise InvalidConfig(f"Policy {job.policy['name']} ({family.name}) is not trainable")
     family.check_training(make_policy_config(job.policy))
+    if settings.eval_every:
+        check_train_eval(settings.eval, job.policy)
     World(0, int(os.environ.get("WORLD_SIZE", "1"))).check_batch(settings.batch_size)
     detect_format(job.data["path"])
 
