@@ -15,8 +15,19 @@ _ENTRY = re.compile(r"^([A-Za-z_][\w, ]*?):\s+(.*)$")
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """Field name -> the first sentence of its entry in ``cls``'s docstring (``a, b: ...`` documents both)."""
-    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+    """Field name -> the first sentence of its entry in the docstring of ``cls`` or a base class defining it.
+
+    ``a, b: ...`` documents both; a subclass documents only the fields it adds or redefines.
+    """
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is not object and "__doc__" in vars(klass):
+            docs |= _own_docs(klass)
+    return docs
+
+
+def _own_docs(cls: type) -> dict[str, str]:
+    lines = inspect.cleandoc(vars(cls)["__doc__"] or "").splitlines()
     docs: dict[str, list[str]] = {}
     names: list[str] = []
     indent: int | None = None

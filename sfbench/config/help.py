@@ -59,12 +59,12 @@ def _schemas(command: str, cfg: DictConfig) -> dict[str, type | None]:
     """The dataclass that validates each section of ``command``'s config (the one source of key docs)."""
     from sfbench.config.tree import SuiteConfig
     from sfbench.core.protocol import Protocol
-    from sfbench.eval.run import EvalSettings
+    from sfbench.eval.run import CollectSettings, EvalSettings
     from sfbench.launch.executors import LauncherConfig
     from sfbench.policies import family_of
 
     schemas: dict[str, type | None] = {"suite": SuiteConfig, "protocol": Protocol, "launcher": LauncherConfig,
-                                       "eval": EvalSettings, "collect": EvalSettings}
+                                       "eval": EvalSettings, "collect": CollectSettings}
     if "policy" in cfg:
         schemas["policy"] = family_of(OmegaConf.to_container(cfg.policy)).config_class
     if command == "train":

@@ -45,6 +45,8 @@ class Episode:
     seed: int
     record: bool = False
     keep_trajectory: bool = False
+    # Drop no-op actions unexecuted (OFT's rule, :func:`is_noop`): demo collection's ``collect.drop_noops``.
+    drop_noops: bool = False
 
 
 @dataclass
@@ -58,6 +60,7 @@ class EpisodeOutcome:
     frames: list[np.ndarray] = field(default_factory=list)
     # (observation, action) pairs of every executed step, when the episode asked to keep them.
     trajectory: list[tuple[dict, np.ndarray]] = field(default_factory=list)
+    noops_dropped: int = 0  # policy actions dropped unexecuted (``Episode.drop_noops``)
 
 
 class EnvSlot(Protocol):
@@ -152,6 +155,22 @@ def check_chunk(chunk: object, action_dim: int) -> np.ndarray:
     return chunk
 
 
+# Policy queries in a row answered only with no-ops (all dropped) before the episode fails: the sim
+# does not advance while they are dropped, so a policy that only ever stands still would never end.
+MAX_NOOP_QUERIES = 200
+
+
+def is_noop(action: np.ndarray, prev_kept: np.ndarray | None, threshold: float = 1e-4) -> bool:
+    """OpenVLA-OFT's no-op rule for 7-D LIBERO actions (``regenerate_libero_dataset.py``).
+
+    A no-op moves nothing (``norm(action[:6]) < threshold``) and keeps the gripper command of the previous
+    *kept* action. An episode's first action has no previous one: then only the motion counts, as in OFT.
+    """
+    if float(np.linalg.norm(action[:-1])) >= threshold:
+        return False
+    return prev_kept is None or bool(action[-1] == prev_kept[-1])
+
+
 def _policy_failure(e: Exception) -> EpisodeFailure:
     if isinstance(e, UnsupportedTask):
         return EpisodeFailure(f"unsupported_task: {e}")
@@ -183,10 +202,29 @@ class _Live:
     success: bool = False
     frames: list = field(default_factory=list)
     trajectory: list = field(default_factory=list)
+    kept: np.ndarray | None = None  # the last executed action (the no-op rule's reference)
+    noops_dropped: int = 0
+    noop_queries: int = 0  # queries in a row whose every action was dropped
 
     def outcome(self, failure: str | None = None) -> EpisodeOutcome:
         return EpisodeOutcome(self.success and failure is None, self.steps, time.perf_counter() - self.start,
-                              failure, self.frames, self.trajectory)
+                              failure, self.frames, self.trajectory, self.noops_dropped)
+
+    def next_action(self) -> np.ndarray | None:
+        """Pop the next action to execute; None when every planned one was a dropped no-op (query again)."""
+        if not self.episode.drop_noops:
+            return self.actions.popleft()
+        while self.actions:
+            action = self.actions.popleft()
+            if not is_noop(action, self.kept):
+                self.kept, self.noop_queries = action, 0
+                return action
+            self.noops_dropped += 1
+        self.noop_queries += 1
+        if self.noop_queries >= MAX_NOOP_QUERIES:
+            raise EpisodeFailure(f"policy_stalled: {MAX_NOOP_QUERIES} queries in a row gave only no-op actions, "
+                                 "all dropped (collect.drop_noops)")
+        return None
 
 
 class RolloutLoop:
@@ -280,15 +318,24 @@ class RolloutLoop:
         return results
 
     def _advance(self, live: dict, on_done: Callable) -> None:
-        for i, state in live.items():
-            action = state.actions.popleft()
+        stepped = []
+        for i, state in list(live.items()):
+            try:
+                action = state.next_action()
+            except EpisodeFailure as f:
+                on_done(state.episode, live.pop(i).outcome(f.reason))
+                continue
+            if action is None:  # dropped unexecuted: the policy is asked again on the same observation
+                continue
             keep = state.episode.keep_trajectory
             if keep:
                 state.trajectory.append((state.obs, action))
-            images = not self.on_demand or keep or not state.actions  # the policy reads the next obs
+            # the policy reads the next obs (with drop_noops, maybe after the actions left are dropped)
+            images = not self.on_demand or keep or not state.actions or state.episode.drop_noops
             frame = state.episode.record and (state.steps + 1) % self.video_stride == 0
             self.slots[i].step_async(action, images=images, frame=frame)
-        for i in list(live):
+            stepped.append(i)
+        for i in stepped:
             state = live[i]
             try:
                 obs, terminated, truncated, info = self.slots[i].wait()

@@ -72,6 +72,28 @@ class EvalSettings:
             raise InvalidConfig("Invalid " + "; ".join(problems))
 
 
+@dataclass
+class CollectSettings(EvalSettings):
+    """The ``collect`` section of ``configs/collect.yaml``: the eval settings, plus what demos keep.
+
+    Args:
+        drop_noops: Drop no-op actions unexecuted, by OpenVLA-OFT's rule (norm of the 6 motion dims < 1e-4 and
+            the previous kept action's gripper command), as the released ``*_no_noops`` datasets were made; the
+            count per demo is in its ``noops_dropped`` attribute. Off by default: the scripted expert is a
+            closed-loop controller whose actions are seldom no-ops, and an opt-in keeps existing collect commands
+            making the same demos.
+    """
+
+    drop_noops: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.drop_noops, bool):
+            raise InvalidConfig(f"Invalid collect.drop_noops={self.drop_noops!r} (must be true or false)")
+
+
+SETTINGS = {"eval": EvalSettings, "collect": CollectSettings}  # the episode settings schema of each section
+
 CUSTOM = "+custom"
 
 
@@ -98,7 +120,7 @@ def make_run_spec(cfg: DictConfig, section: str = "eval", reads_depth: bool = Fa
 
     ``reads_depth``: the run itself stores depth (demo collection), whatever the policy reads.
     """
-    settings = make_config(EvalSettings, OmegaConf.to_container(cfg[section]), what=section)
+    settings = make_config(SETTINGS[section], OmegaConf.to_container(cfg[section]), what=section)
     suite = make_suite_config(OmegaConf.to_container(cfg.suite))
     protocol = named_protocol(Protocol.from_dict(OmegaConf.to_container(cfg.protocol)))
     policy = OmegaConf.to_container(cfg.policy)

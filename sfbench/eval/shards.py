@@ -138,6 +138,7 @@ def run_shards(
     on_episode: Callable[[EpisodeRecord], None] | None = None,
     requirements: Requirements | None = None,
     sink: Callable[[Episode, EpisodeOutcome], None] | None = None,
+    drop_noops: bool = False,
 ) -> int:
     """Run the unrecorded episodes of ``shards`` on ``num_workers`` env workers; return how many ran.
 
@@ -147,7 +148,8 @@ def run_shards(
     concurrent commands on one run share its shards and never run an episode twice.
     ``requirements`` overrides what the envs render (e.g. demonstration collection renders views
     a privileged expert does not need); with a ``sink`` every episode keeps its trajectory and is
-    passed to it before its record is written.
+    passed to it before its record is written. ``drop_noops``: no-op actions are dropped unexecuted
+    (:func:`~sfbench.eval.rollout.is_noop`), as OFT's released demos were.
     """
     run_dir, ran = RunDir(spec.run_dir), 0
     todo = _unfinished(spec, shards)
@@ -155,7 +157,7 @@ def run_shards(
         with locked(run_dir.record_file(s.name) for s in todo) as mine:
             own = [s for s in todo if run_dir.record_file(s.name) in mine]
             if own:
-                ran += _run_locked(spec, own, num_workers, on_episode, requirements, sink)
+                ran += _run_locked(spec, own, num_workers, on_episode, requirements, sink, drop_noops)
         busy = [s for s in todo if s not in own]
         if busy:
             log.info("Shard %s of %s is being run by another process; waiting for it", busy[0].name, spec.run_id)
@@ -170,14 +172,15 @@ def _unfinished(spec: RunSpec, shards: list[Shard]) -> list[Shard]:
     return [s for s, todo in pending(spec, shards, recorded).items() if todo]
 
 
-def _run_locked(spec: RunSpec, shards: list[Shard], num_workers: int, on_episode, requirements, sink) -> int:
+def _run_locked(spec: RunSpec, shards: list[Shard], num_workers: int, on_episode, requirements, sink,
+                drop_noops: bool = False) -> int:
     """Run the unrecorded episodes of ``shards`` (locked by the caller), retrying infrastructure errors."""
     run_dir = RunDir(spec.run_dir)
     work = [(shard, e) for shard, todo in pending(spec, shards, {r.key for r in run_dir.load_records()}).items()
             for e in todo]
     shard_of = {(s.task_id, e): s for s, e in work}
     episodes = [Episode(s.task_id, e, spec.protocol.global_seed + e, e - spec.first_episode < spec.videos_per_task,
-                sink is not None)
+                sink is not None, drop_noops)
                 for s, e in work]
     n = max(1, min(num_workers, len(episodes)))
     policies = _policies(spec, n)

@@ -5,8 +5,8 @@ Layout of one file per task::
     data/                       attrs: problem_info (JSON with language_instruction), env_args (JSON),
                                        total, and sfbench extras: suite, task_id, task_name,
                                        instruction, protocol, protocol_hash, render_profile,
-                                       image_convention
-      demo_<i>/                 attrs: num_samples, init_state_index
+                                       image_convention, drop_noops
+      demo_<i>/                 attrs: num_samples, init_state_index, noops_dropped (sfbench collect)
         actions                 (T, 7) float64
         rewards, dones          (T,)
         obs/agentview_rgb       (T, H, W, 3) uint8
@@ -106,8 +106,12 @@ def demo_arrays(trajectory: list[tuple[dict, np.ndarray]]) -> dict[str, np.ndarr
     return out
 
 
-def append_demo(path: Path, arrays: dict[str, np.ndarray], *, init_state_index: int, file_attrs: dict) -> str:
-    """Append one demo to ``path`` (created with ``file_attrs`` if new); return its group name."""
+def append_demo(path: Path, arrays: dict[str, np.ndarray], *, init_state_index: int, file_attrs: dict,
+                demo_attrs: dict | None = None) -> str:
+    """Append one demo to ``path`` (created with ``file_attrs`` if new); return its group name.
+
+    ``demo_attrs`` are extra attributes of the demo's group (e.g. ``noops_dropped``).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "a") as f:
         data = f.require_group("data")
@@ -123,6 +127,8 @@ def append_demo(path: Path, arrays: dict[str, np.ndarray], *, init_state_index: 
         group.create_dataset("dones", data=np.eye(1, t, t - 1, dtype=np.int64)[0])
         group.attrs["num_samples"] = t
         group.attrs["init_state_index"] = init_state_index
+        for k, v in (demo_attrs or {}).items():
+            group.attrs[k] = v
         data.attrs["total"] = int(sum(data[d].attrs["num_samples"] for d in data))
     return name
 
