@@ -106,7 +106,8 @@ def _substitute(command: str, fixtures: dict[str, str], port: str) -> list[str]:
 def _check_options(command: str, args: list[str]) -> None:
     if command not in PLAIN_OPTIONS:
         return
-    known = {o.split("=")[0] for o in PLAIN_OPTIONS[command]}
+    names = [o.split("=")[0] for o in PLAIN_OPTIONS[command]]  # "leaderboard.suite|policy": two keys
+    known = {f"{n.rpartition('.')[0]}.{alt}".lstrip(".") for n in names for alt in n.rpartition(".")[2].split("|")}
     for arg in args:
         assert arg.split("=")[0] in known, f"sfbench {command}: unknown option {arg!r}; known: {sorted(known)}"
 
