@@ -129,3 +129,32 @@ def test_claims_page_states_the_power_calculations_method_and_design(site):
     text = re.sub(r"<[^>]+>|\s+", " ", (out / "claims.html").read_text())
     assert "α = 0.05" in text and "80% power" in text and "no continuity correction" in text
     assert "It assumes an unpaired design" in text
+
+
+def test_report_serve_serves_the_built_site_on_localhost(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    results = make_results(tmp_path)
+    out = tmp_path / "site"
+    exe = Path(sys.executable).with_name("sfbench")
+    proc = subprocess.Popen([str(exe), "report", "serve", f"results_dir={results}", f"report.output_dir={out}",
+                             "report.port=0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline, url = time.monotonic() + 120, None
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "sfbench report serve exited before serving"
+            found = re.search(r"serving .* at (http://127\.0\.0\.1:\d+/)", line)
+            url = found.group(1) if found else None
+        assert url is not None, "no 'serving ... at http://...' line"
+        for page in ("index.html", "claims.html", "static/site.js"):
+            with urllib.request.urlopen(url + page, timeout=30) as response:
+                assert response.status == 200 and response.read() == (out / page).read_bytes(), page
+    finally:
+        proc.terminate()
+        proc.wait(30)
