@@ -248,8 +248,8 @@ class CheckpointEvals:
             if done.is_file():
                 results.append(json.loads(done.read_text()))
             else:
-                reason = job_error(item.handle) if not isinstance(item.handle, subprocess.Popen) else \
-                    f"exit status {item.handle.returncode}"
+                reason = f"exit status {item.handle.returncode}" if isinstance(item.handle, subprocess.Popen) \
+                    else job_error(item.handle) if item.handle is not None else "no result file"
                 results.append({"step": step, "error": f"ended without a result ({reason}); rerun the same "
                                                        "sfbench train command to evaluate it again"})
         for r in results:
