@@ -60,22 +60,28 @@ def crop_box(offset: float | None) -> tuple[np.float32, ...]:
     return square_box(CROP_SIDE, start, start)
 
 
-def crop_float(resized: np.ndarray, offset: float | None = None) -> np.ndarray:
-    """(224, 224, 3) uint8 -> its 90%-area crop resized to 224, float32 in [0, 1] (before any colour jitter)."""
-    return np.clip(crop_and_resize(uint8_to_float(resized), crop_box(offset), IMAGE), 0.0, 1.0)
+def crop_float(resized: np.ndarray, offset: float | None = None) -> torch.Tensor:
+    """(224, 224, 3) uint8 -> its 90%-area crop resized to 224, (3, 224, 224) float32 in [0, 1], before any jitter."""
+    return crop_and_resize(uint8_to_float(torch.from_numpy(resized)), crop_box(offset), IMAGE).clamp_(0.0, 1.0)
+
+
+def policy_levels(view: np.ndarray, center_crop: bool) -> torch.Tensor:
+    """HWC uint8 view -> the (3, 224, 224) uint8 image OFT's evaluation hands its processor."""
+    resized = resized_view(view)
+    if center_crop:
+        return float_to_uint8(crop_float(resized))
+    return torch.from_numpy(resized).permute(2, 0, 1).contiguous()
 
 
 def policy_image(view: np.ndarray, center_crop: bool) -> np.ndarray:
     """HWC uint8 view -> the (224, 224, 3) uint8 image OFT's evaluation hands its processor."""
-    resized = resized_view(view)
-    return float_to_uint8(crop_float(resized)) if center_crop else resized
+    return policy_levels(view, center_crop).permute(1, 2, 0).numpy()
 
 
 def image_pixels(views: list[np.ndarray], image_stats: tuple, center_crop: bool) -> torch.Tensor:
     """HWC uint8 views -> (N, 6, 224, 224): the DINOv2- and the SigLIP-normalised copies of :func:`policy_image`."""
-    images = np.stack([policy_image(view, center_crop) for view in views])
-    chw = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # uint8 first: half the float work
-    return tower_channels(chw.float() / 255.0, image_stats)
+    levels = torch.stack([policy_levels(view, center_crop) for view in views])
+    return tower_channels(levels.float().div_(255.0), image_stats)
 
 
 def crop_pixel_box(offset: float | None, height: int, width: int) -> tuple[float, float, float, float]:
@@ -93,8 +99,12 @@ def crop_pixel_box(offset: float | None, height: int, width: int) -> tuple[float
 
 def tower_channels(x: torch.Tensor, image_stats: tuple) -> torch.Tensor:
     """Images (..., 3, H, W) in [0, 1] -> (..., 3 * towers, H, W): one normalised copy per tower."""
-    return torch.cat([(x - torch.tensor(m).view(3, 1, 1)) / torch.tensor(s).view(3, 1, 1) for m, s in image_stats],
-                     dim=-3)
+    out = x.new_empty((*x.shape[:-3], 3 * len(image_stats), *x.shape[-2:]))
+    for k, (mean, std) in enumerate(image_stats):
+        tower = out[..., 3 * k:3 * k + 3, :, :]
+        torch.sub(x, torch.tensor(mean).view(3, 1, 1), out=tower)
+        tower.div_(torch.tensor(std).view(3, 1, 1))
+    return out
 
 
 def load_tokenizer(path: Path) -> Tokenizer:

@@ -13,10 +13,9 @@ The four operations it uses, each written from TensorFlow's documented kernel be
   weights, the kernel widened by the downscale factor; rows first, then columns; float32 products
   accumulated tap by tap), then ``round`` (half to even), clip and uint8, as dlimp's ``resize_image``.
 * :func:`crop_and_resize` -- ``tf.image.crop_and_resize`` (bilinear, corner-aligned: output row
-  ``i`` samples input row ``y1 (H - 1) + i (y2 - y1) (H - 1) / (size - 1)``; samples outside the
-  image are 0).
+  ``i`` samples input row ``y1 (H - 1) + i (y2 - y1) (H - 1) / (size - 1)``), in torch.
 * :func:`uint8_to_float` / :func:`float_to_uint8` -- ``tf.image.convert_image_dtype``: ``u * (1/255)``
-  on the way in, ``saturate_cast(x * 255.5)`` (a truncation, not a rounding) on the way out.
+  on the way in, ``saturate_cast(x * 255.5)`` (a truncation, not a rounding) on the way out, in torch.
 
 Every step keeps TensorFlow's float32 operation order, so the results are TensorFlow's bit for bit
 but for float ties (measured against tensorflow-cpu 2.21: ``tests/policies/data/make_oft_golden.py``).
@@ -33,6 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 import simplejpeg
+import torch
 from PIL import Image
 from scipy import sparse
 
@@ -134,9 +134,9 @@ def resize_lanczos3_float(image: np.ndarray, size: int) -> np.ndarray:
     """
     h, w, c = image.shape
     x = _resize_matrix(h, size) @ image.astype(F32).reshape(h, w * c)
-    x = np.ascontiguousarray(x.reshape(size, w, c).transpose(1, 0, 2)).reshape(w, size * c)
-    x = _resize_matrix(w, size) @ x
-    return x.reshape(size, size, c).transpose(1, 0, 2)
+    x = torch.from_numpy(x).view(size, w, c).transpose(0, 1).contiguous().numpy()  # torch's copy: 2.5x numpy's
+    x = _resize_matrix(w, size) @ x.reshape(w, size * c)
+    return x.reshape(size, size, c).transpose(1, 0, 2)  # a view: stored column after column
 
 
 def resize_lanczos3(image: np.ndarray, size: int) -> np.ndarray:
@@ -144,42 +144,53 @@ def resize_lanczos3(image: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.rint(resize_lanczos3_float(image, size)), 0, 255).astype(np.uint8)
 
 
-def uint8_to_float(image: np.ndarray) -> np.ndarray:
+def uint8_to_float(image: torch.Tensor) -> torch.Tensor:
     """``tf.image.convert_image_dtype(uint8 -> float32)``: ``u * float32(1 / 255)``."""
-    return image.astype(F32) * F32(1.0 / 255.0)
+    return image.float().mul_(1 / 255)
 
 
-def float_to_uint8(image: np.ndarray) -> np.ndarray:
+def float_to_uint8(image: torch.Tensor) -> torch.Tensor:
     """``tf.image.convert_image_dtype(float32 -> uint8, saturate=True)``: truncation of ``x * 255.5``."""
-    return np.clip(image.astype(F32) * F32(255.5), 0, 255).astype(np.uint8)
+    return (image.float() * 255.5).clamp_(0, 255).to(torch.uint8)
 
 
-def _sample_grid(start: np.float32, end: np.float32, in_size: int, out_size: int) -> np.ndarray:
-    """Corner-aligned sample positions of ``crop_and_resize`` along one axis (float32)."""
-    step = (end - start) * F32(in_size - 1) / F32(out_size - 1)
-    return start * F32(in_size - 1) + np.arange(out_size, dtype=F32) * step
+@lru_cache(maxsize=64)
+def _bilinear_taps(start: float, end: float, in_size: int, out_size: int,
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per output sample along one axis: the input indices below and above it and its float32 lerp weight.
+
+    The samples are corner-aligned, as ``crop_and_resize`` places them: sample ``i`` is at
+    ``start (in - 1) + i (end - start) (in - 1) / (out - 1)``, in float32.
+    """
+    step = (F32(end) - F32(start)) * F32(in_size - 1) / F32(out_size - 1)
+    pos = F32(start) * F32(in_size - 1) + np.arange(out_size, dtype=F32) * step
+    if pos.min() < 0 or pos.max() > in_size - 1:
+        raise ValueError(f"crop box [{start}, {end}] reaches outside the image")
+    low = np.floor(pos)
+    return (torch.from_numpy(low.astype(np.int64)), torch.from_numpy(np.ceil(pos).astype(np.int64)),
+            torch.from_numpy(pos - low))
 
 
-def crop_and_resize(image: np.ndarray, box: tuple[float, float, float, float], size: int) -> np.ndarray:
-    """HWC float32 -> (size, size, C): ``tf.image.crop_and_resize`` of one normalised box (y1, x1, y2, x2)."""
+def crop_and_resize(image: torch.Tensor, box: tuple[float, float, float, float], size: int) -> torch.Tensor:
+    """HWC float32 -> (C, size, size): ``tf.image.crop_and_resize`` of one normalised box (y1, x1, y2, x2).
+
+    Channels come out first, as the processor takes them. The box must lie inside the image, as
+    every OFT crop does (TensorFlow's zero extrapolation of samples outside it is not reproduced).
+    """
     h, w = image.shape[:2]
-    y1, x1, y2, x2 = (F32(v) for v in box)
-    ys, xs = _sample_grid(y1, y2, h, size), _sample_grid(x1, x2, w, size)
-    valid = ((ys >= 0) & (ys <= h - 1))[:, None] & ((xs >= 0) & (xs <= w - 1))[None, :]
-    ys, xs = np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)
-    top, left = np.floor(ys).astype(np.int64), np.floor(xs).astype(np.int64)
-    bottom, right = np.ceil(ys).astype(np.int64), np.ceil(xs).astype(np.int64)
-    y_lerp = (ys - top.astype(F32))[:, None, None]
-    x_lerp = (xs - left.astype(F32))[:, None, None]
+    y1, x1, y2, x2 = (float(v) for v in box)
+    top, bottom, y_lerp = _bilinear_taps(y1, y2, h, size)
+    left, right, x_lerp = _bilinear_taps(x1, x2, w, size)
     # Per sample TensorFlow computes top = tl + (tr - tl) * x_lerp, bottom likewise, then
-    # top + (bottom - top) * y_lerp: the same float32 operations, done along every row first.
-    columns = np.ascontiguousarray(image.astype(F32).transpose(1, 0, 2))  # (W, H, C)
-    left_px = np.take(columns, left, axis=0)
-    across = left_px + (np.take(columns, right, axis=0) - left_px) * x_lerp  # (size, H, C)
-    across = np.ascontiguousarray(across.transpose(1, 0, 2))  # (H, size, C)
-    upper = np.take(across, top, axis=0)
-    out = upper + (np.take(across, bottom, axis=0) - upper) * y_lerp
-    return out if valid.all() else np.where(valid[..., None], out, F32(0.0))
+    # top + (bottom - top) * y_lerp: the same float32 operations, done along every input row first,
+    # each on a transposed copy so that every gather takes whole rows (no copy for an image stored
+    # column after column, as resize_lanczos3 returns it).
+    columns = image.transpose(0, 1).contiguous()  # (W, H, C)
+    left_px = columns.index_select(0, left)
+    across = columns.index_select(0, right).sub_(left_px).mul_(x_lerp.view(-1, 1, 1)).add_(left_px)
+    rows = across.permute(2, 1, 0).contiguous()  # (C, H, size)
+    upper = rows.index_select(1, top)
+    return rows.index_select(1, bottom).sub_(upper).mul_(y_lerp.view(-1, 1)).add_(upper)
 
 
 def square_box(side: float, top: float, left: float) -> tuple[np.float32, np.float32, np.float32, np.float32]:

@@ -106,8 +106,8 @@ def merged_state(model: OpenVLAOFT) -> dict[str, torch.Tensor]:
     return state
 
 
-def _view_pixels(view: np.ndarray, jpeg: bool, offset: float | None) -> np.ndarray:
-    """One raw view -> its (224, 224, 3) float32 crop in [0, 1], as OFT's RLDS pipeline makes it."""
+def _view_pixels(view: np.ndarray, jpeg: bool, offset: float | None) -> torch.Tensor:
+    """One raw view -> its (3, 224, 224) float32 crop in [0, 1], as OFT's RLDS pipeline makes it."""
     return crop_float(resized_view(view, jpeg=jpeg), offset)
 
 
@@ -126,13 +126,13 @@ def training_pixels(items: list[dict[str, Any]], augment: Any, gen: torch.Genera
         offsets = [float(torch.rand((), generator=gen)) if augment is not None else None for _ in item["images"]]
         jpeg = item.get("images_jpeg", False)
         jpeg = [jpeg] * len(offsets) if isinstance(jpeg, bool) else list(jpeg)
-        views.append(np.stack([_view_pixels(v, not j, o)
-                               for v, j, o in zip(item["images"], jpeg, offsets, strict=True)]))
+        views.append(torch.stack([_view_pixels(v, not j, o)
+                                  for v, j, o in zip(item["images"], jpeg, offsets, strict=True)]))
         boxes.append([crop_pixel_box(o, h, w) for o in offsets])
-    x = torch.from_numpy(np.stack(views)).permute(0, 1, 4, 2, 3)
+    x = torch.stack(views)
     if augment is not None:
         x = color_jitter(x.flatten(0, 1), augment, gen).reshape(x.shape)
-    return torch.from_numpy(float_to_uint8(x.numpy())).float() / 255.0, boxes
+    return float_to_uint8(x).float() / 255.0, boxes
 
 
 def training_tensors(items: list[dict[str, Any]], ckpt: OFTCheckpoint, tokenizer: Any, stats: dict[str, Any],

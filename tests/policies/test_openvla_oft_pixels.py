@@ -70,15 +70,15 @@ def test_the_resize_alone_is_tensorflows_lanczos3(case):
 @pytest.mark.parametrize("case", FULL)
 def test_the_training_crop_is_dlimps_random_resized_crop(case):
     offset = float(GOLDEN[f"{case}/train_offset"])
-    mine = float_to_uint8(crop_float(resized_view(GOLDEN[f"{case}/input"]), offset))
+    mine = float_to_uint8(crop_float(resized_view(GOLDEN[f"{case}/input"]), offset)).permute(1, 2, 0).numpy()
     _assert_within_bound(mine, GOLDEN[f"{case}/train"], f"{case} at offset {offset}")
 
 
 def test_each_stage_matters_on_a_real_frame():
     """Dropping the JPEG round trip, or rounding instead of truncating, leaves the bound: the test can fail."""
     view, tf = GOLDEN[f"{REAL[0]}/input"], GOLDEN[f"{REAL[0]}/eval"]
-    no_jpeg = float_to_uint8(crop_float(resize_lanczos3(view, 224)))
-    rounded = np.rint(crop_float(resized_view(view)) * 255).astype(np.uint8)
+    no_jpeg = float_to_uint8(crop_float(resize_lanczos3(view, 224))).permute(1, 2, 0).numpy()
+    rounded = np.rint(crop_float(resized_view(view)).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
     for wrong in (no_jpeg, rounded):
         assert (np.abs(wrong.astype(int) - tf.astype(int)) > 0).mean() > 1e-2
 
@@ -122,7 +122,7 @@ def test_training_pixels_follow_the_chain_and_skip_jpeg_for_jpeg_frames():
     assert pixels.shape == (2, 2, 3, 224, 224) and len(boxes) == 2 and len(boxes[0]) == 2
     eval_image = torch.from_numpy(GOLDEN["libero_spatial_t0_agentview/eval"]).permute(2, 0, 1).float() / 255
     assert torch.equal(pixels[0, 0], eval_image), "without augmentation, training sees the evaluation pixels"
-    raw = torch.from_numpy(float_to_uint8(crop_float(resize_lanczos3(view, 224)))).permute(2, 0, 1).float() / 255
+    raw = float_to_uint8(crop_float(resize_lanczos3(view, 224))).float() / 255
     assert torch.equal(pixels[1, 0], raw), "frames decoded from JPEG are not JPEG-encoded again"
 
 
@@ -140,9 +140,10 @@ def test_augmented_training_pixels_are_random_crops_in_range():
 
 
 def test_uint8_conversions_are_tensorflows():
-    u = np.arange(256, dtype=np.uint8)
-    assert np.array_equal(float_to_uint8(uint8_to_float(u)), u)
-    assert float_to_uint8(np.float32([0.998])) == 254  # 0.998 * 255.5 = 254.99: truncated, not rounded
+    u = torch.arange(256, dtype=torch.uint8)
+    assert torch.equal(float_to_uint8(uint8_to_float(u)), u)
+    assert np.array_equal(uint8_to_float(u).numpy(), u.numpy().astype(np.float32) * np.float32(1 / 255))
+    assert float_to_uint8(torch.tensor([0.998])) == 254  # 0.998 * 255.5 = 254.99: truncated, not rounded
 
 
 @pytest.mark.parametrize("policy", ["openvla_oft", "openvla_sf", "openvla_3d"])
