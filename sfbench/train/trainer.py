@@ -13,6 +13,7 @@ import math
 import os
 import pickle
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from sfbench.policies.trainable import TrainablePolicy
 from sfbench.train.align import AlignSettings, SpatialForcing
 from sfbench.train.data.dataset import DataConfig, load_dataset
 from sfbench.train.data.formats import detect_format
+from sfbench.train.data.loader import step_batches, step_generator, step_indices
 from sfbench.train.distributed import World, init_world
 from sfbench.train.evaluation import SUCCESS, CheckpointEvals, check_train_eval, metrics_line
 from sfbench.train.logs import METRICS_PNG, TrainLogs, check_sinks, plot_metrics
@@ -44,7 +46,7 @@ PRECISIONS = ("fp32", "bf16")
 
 # ``train`` settings that do not change what is trained: left out of run ids and curve labels.
 RUNTIME_SETTINGS = frozenset({"progress", "num_threads", "log_every", "save_every", "device", "dry_run", "log",
-                              "eval_every", "eval"})
+                              "eval_every", "eval", "num_workers"})
 
 
 @dataclass
@@ -54,6 +56,8 @@ class TrainSettings:
     Attributes:
         eval_every: Evaluate the checkpoint of every N steps (and the last) while training goes on, each as an
             ordinary eval run (``sfbench curves`` finds them); 0 = never. Such checkpoints are saved too.
+        num_workers: DataLoader worker processes that read (decode) each step's samples ahead of it; 0 = in
+            the training process. The batches are the same for any value.
         eval: How (``sfbench.train.evaluation.TrainEvalSettings``): ``{suite, protocol, tasks,
             episodes_per_task, first_episode, launcher: local|slurm, output_dir, overrides, ...}``.
     """
@@ -68,6 +72,7 @@ class TrainSettings:
     save_every: int = 500
     log_every: int = 10
     num_threads: int = 0
+    num_workers: int = 0
     device: str = "cpu"
     precision: str = "fp32"
     progress: bool = True
@@ -93,6 +98,8 @@ class TrainSettings:
         bad = [k for k in ("steps", "batch_size", "save_every", "log_every") if getattr(self, k) < 1]
         if bad or self.lr <= 0:
             raise InvalidConfig(f"train.{(bad or ['lr'])[0]} must be positive")
+        if not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise InvalidConfig(f"train.num_workers={self.num_workers!r} must be an integer >= 0")
         if self.eval_every < 0:
             raise InvalidConfig(f"train.eval_every={self.eval_every} must be >= 0 (0 = no evaluation during training)")
 
@@ -160,6 +167,7 @@ class Trainer:
                 if not p.requires_grad:
                     p.data = p.data.to(torch.bfloat16)
         self.sf, self.targets = self._alignment()
+        self._loader: Iterator[tuple[int, list[dict[str, Any]]]] | None = None  # set by run(): steps' samples
         self._pending: list[dict[str, Any]] = []  # eval results found on resume, logged with the first line
         params = list(self.policy.model.parameters()) + (list(self.sf.parameters()) if self.sf else [])
         self.optimizer = torch.optim.AdamW(params, lr=self.settings.lr, weight_decay=self.settings.weight_decay)
@@ -232,9 +240,9 @@ class Trainer:
     def step(self, step: int) -> dict[str, float]:
         """One optimisation step; returns its metrics."""
         s = self.settings
-        gen = torch.Generator().manual_seed(s.seed * 1_000_003 + step)
-        idx = torch.randint(0, len(self.dataset), (s.batch_size,), generator=gen).tolist()
-        items = [self.dataset[i] for i in self.world.local_slice(idx)]
+        gen = step_generator(s.seed, step)
+        idx = step_indices(gen, len(self.dataset), s.batch_size)
+        items = self._loaded_items(step) or [self.dataset[i] for i in self.world.local_slice(idx)]
         batch = self.policy.training_batch(items, gen, self.data_cfg if self.data_cfg.augment else None)
         batch.tensors = {k: v.to(self.device, non_blocking=True) for k, v in batch.tensors.items()}
         for group in self.optimizer.param_groups:
@@ -256,6 +264,20 @@ class Trainer:
         self.optimizer.step()
         return self.world.average(metrics | {"loss": loss.item()}) | {"lr": lr_at(step, s)}
 
+    def _loaded_items(self, step: int) -> list[dict[str, Any]] | None:
+        """``step``'s samples from the loader of :meth:`run` (read ahead by its workers); None outside a run."""
+        if self._loader is None:
+            return None
+        loaded, items = next(self._loader)
+        if loaded != step:
+            raise RuntimeError(f"the loader read the samples of step {loaded} for step {step}")
+        return items
+
+    def _local_indices(self, step: int) -> list[int]:
+        """This process's sample indices of ``step`` (those :meth:`step` draws)."""
+        gen = step_generator(self.settings.seed, step)
+        return self.world.local_slice(step_indices(gen, len(self.dataset), self.settings.batch_size))
+
     def run(self) -> Path:
         """Train from the latest checkpoint (or scratch) to ``steps``; return the final checkpoint."""
         s = self.settings
@@ -272,6 +294,8 @@ class Trainer:
         t0 = last_t = time.perf_counter()
         last_step = start
         evals = self._evaluations(start) if self.world.main and s.eval_every else None
+        steps = range(start, s.steps)
+        self._loader = zip(steps, step_batches(self.dataset, steps, self._local_indices, s.num_workers), strict=True)
         for step in bar:
             m = self.step(step)
             if metrics_file and logs and ((step + 1) % s.log_every == 0 or step + 1 == s.steps):
@@ -288,6 +312,7 @@ class Trainer:
                 path = self._save(step + 1)
                 if evals and s.evaluates_at(step + 1):
                     evals.launch(step + 1, path)
+        self._loader = None
         if metrics_file and logs:
             if evals:
                 self._log_evals(evals.wait(), metrics_file, logs, time.perf_counter() - t0)
