@@ -10,7 +10,8 @@ import h5py
 from omegaconf import OmegaConf
 
 from sfbench.core.errors import InvalidConfig, MissingAsset
-from sfbench.train.data.dataset import find_files, in_training_split, subset_size
+from sfbench.train.data.dataset import find_files, in_training_split, select_demos, subset_size
+from sfbench.train.data.formats import detect_format, load_demos
 from sfbench.train.rundir import CHECKPOINTS, CONFIG, complete_checkpoints
 from sfbench.train.trainer import RUNTIME_SETTINGS
 
@@ -92,8 +93,15 @@ def load_train_run(train_dir: Path, run_id: str) -> TrainRun:
 
 
 def training_data(run: TrainRun) -> TrainingData:
-    """Suite, task ids, protocol and demos per task of a run's training data (HDF5 attributes only)."""
+    """Suite, task ids, protocol and demos per task of a run's training data, in any format the trainer reads.
+
+    LIBERO HDF5 files: from their attributes only (no image is read). RLDS and LeRobot datasets keep no suite,
+    task id or protocol: their episodes are read as the trainer reads them (frames stay encoded) and matched to
+    suite tasks by instruction; their protocol is ``unknown``, as for HDF5 files without the attribute.
+    """
     data = run.config["data"]
+    if detect_format(data["path"]) != "hdf5":
+        return _released_training_data(run, data)
     below = data.get("init_states_below")
     tasks, counts, suites, protocols = [], [], set(), set()
     for path in find_files(data["path"]):
@@ -110,6 +118,24 @@ def training_data(run: TrainRun) -> TrainingData:
     order = sorted(range(len(tasks)), key=tasks.__getitem__)
     return TrainingData(suites.pop(), tuple(tasks[i] for i in order), protocols.pop(),
                         tuple(counts[i] for i in order))
+
+
+def _released_training_data(run: TrainRun, data: dict[str, Any]) -> TrainingData:
+    """:func:`training_data` of an RLDS or LeRobot dataset: the trainer's own demo selection, counted per task."""
+    demos = load_demos(data["path"], suite=data.get("suite"), keys=data.get("keys"))
+    demos = [d for d in demos if in_training_split(d.init_state, data.get("init_states_below"))]
+    if not demos:
+        raise InvalidConfig(f"Train run {run.run_id}: no demo of {data['path']} is in its training split "
+                            f"(data.init_states_below={data.get('init_states_below')})")
+    chosen = select_demos(demos, data.get("fraction", 1.0), data.get("demos_per_task"), data.get("subset_seed", 0))
+    suites = {d.group.split("/")[0] if d.task_id >= 0 else "unknown" for d in chosen}
+    if len(suites) > 1:
+        raise InvalidConfig(f"Train run {run.run_id} mixes suites {sorted(suites)} (set data.suite)")
+    counts: dict[int, int] = {}
+    for d in chosen:
+        counts[d.task_id] = counts.get(d.task_id, 0) + 1
+    tasks = sorted(counts)
+    return TrainingData(suites.pop(), tuple(tasks), "unknown", tuple(counts[t] for t in tasks))
 
 
 def check_comparable(runs: list[TrainRun]) -> dict[str, TrainingData]:
