@@ -14,6 +14,9 @@ writer holds only the pool. Then:
     ``openvla_sf`` training step consumes at batch 8 (``oft_train_step.py``'s trainer, cached teacher
     features: the step's steady state after the first epoch). Each is measured alone on this CPU, with one
     torch thread (``--threads``): on this shared 2-core machine two threads made the step ~10x slower.
+(c) Both at once: ``Trainer.run`` of the tiny ``openvla_oft`` (no teacher) on this dataset at batch 8, with
+    ``train.num_workers`` 0 and 2: samples/s of whole training steps, reading included (and the run's
+    worker start-up, final checkpoint and metrics plot: ``--train-steps`` makes them small).
 
     python benchmarks/data_throughput.py [--dir /tmp/sfbench_data_throughput] [--batches 40] [--steps 8]
         [--threads 1] [--episodes 432 --total-steps 52970]   # a smaller copy: its own folder under --dir
@@ -43,6 +46,7 @@ from sfbench.train.data.frames import encode_jpeg
 from sfbench.train.data.loader import step_batches, step_generator, step_indices
 from sfbench.train.data.rlds import RldsEpisode, write_rlds
 from sfbench.train.data.tasks import suite_instructions
+from sfbench.train.trainer import Trainer, TrainJob
 
 EPISODES, STEPS, SHARDS = 432, 52_970, 16  # libero_spatial_no_noops (../shared/reference/datasets.md)
 RELEASED_BYTES_PER_FRAME = 1.91e9 / (2 * STEPS)
@@ -125,6 +129,20 @@ def loader_rate(dataset, policy, workers: int, batches: int) -> float:
     return BATCH * batches / (time.perf_counter() - start)
 
 
+def training_rate(suite: Path, base: Path, out: Path, workers: int, steps: int, threads: int) -> float:
+    """Samples/s of ``Trainer.run`` (tiny openvla_oft, batch 8) over ``steps`` steps after one warm-up run."""
+    train = {"steps": 1, "batch_size": BATCH, "progress": False, "num_threads": threads, "save_every": 10_000,
+             "log_every": 10_000, "num_workers": workers}
+    job = TrainJob(out / f"oft-w{workers}", {"name": "openvla_oft", "base": str(base)}, {"path": str(suite)},
+                   train, {"name": "geometry"})
+    t = Trainer(job)
+    t.run()  # the first step (and checkpoint) of this run: warm-up
+    t.settings.steps = 1 + steps
+    start = time.perf_counter()
+    t.run()
+    return BATCH * steps / (time.perf_counter() - start)
+
+
 def main(args: argparse.Namespace) -> None:
     """Write (or reuse) the dataset, then print (a) and (b)."""
     torch.set_num_threads(args.threads)
@@ -159,6 +177,10 @@ def main(args: argparse.Namespace) -> None:
             print(f"    loader, workers={workers}: {rate:.1f} samples/s = {rate / consumed:.2f}x the step "
                   f"(decode + OFT training chain, {args.batches} batches of {BATCH}) -> target >= 2x: "
                   f"{'met' if rate >= 2 * consumed else 'MISSED'}")
+        for workers in (0, 2):
+            rate = training_rate(suite, Path(tmp) / "base", Path(tmp), workers, args.train_steps, args.threads)
+            print(f"(c) tiny openvla_oft training on it, batch {BATCH}, train.num_workers={workers}: {rate:.1f} "
+                  f"samples/s ({args.train_steps} steps of Trainer.run, reading included)")
 
 
 if __name__ == "__main__":
@@ -166,6 +188,7 @@ if __name__ == "__main__":
     parser.add_argument("--dir", default="/tmp/sfbench_data_throughput", help="where the dataset is written (~2 GB)")
     parser.add_argument("--batches", type=int, default=40, help="loader batches timed per worker count")
     parser.add_argument("--steps", type=int, default=8, help="training steps timed")
+    parser.add_argument("--train-steps", type=int, default=30, help="Trainer.run steps timed per worker count (c)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the step and the training chain")
     parser.add_argument("--episodes", type=int, default=EPISODES, help="episodes written (libero_spatial: 432)")
     parser.add_argument("--total-steps", type=int, default=STEPS, help="steps written (libero_spatial: 52970)")
