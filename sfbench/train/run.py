@@ -68,8 +68,18 @@ def plan_train(resolved: Resolved) -> str | None:
         start = f"resumes from {latest}" if latest else "starts at step 0"
         lines += [f"  {job.run_dir}: policy {cfg['policy']['name']}, {cfg['train']['steps']} steps of batch "
                   f"{cfg['train']['batch_size']}, data {cfg['data']['path']}, {start}"
-                  + (", Spatial Forcing (align)" if job.align else "")]
+                  + (", Spatial Forcing (align)" if job.align else "") + _eval_plan(cfg["train"])]
     return "\n".join(lines)
+
+
+def _eval_plan(train: dict[str, Any]) -> str:
+    """The dry-run words for evaluation during training ('' when off)."""
+    if not train.get("eval_every"):
+        return ""
+    e = train["eval"]
+    return (f"; every {train['eval_every']} steps an eval run on {e['suite']} tasks {e['tasks'] or 'all'}, "
+            f"{e['episodes_per_task']} episodes per task from init state {e['first_episode']}, protocol "
+            f"{e['protocol'] or 'the suite default'}, via {e['launcher']}, into {e['output_dir']}")
 
 
 def run_train(resolved: Resolved) -> list[tuple[TrainJob, Any]]:

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Stage 2 (planned estimate: ~1.6 h): the baseline openvla_oft, fine-tuned from the base with OFT's LoRA
+# recipe, seeds 7, 8, 9, and openvla_3d (PointNet depth tokens, 3D-CAVLA) seed 7; three runs at once,
+# one torch thread each. Each run evaluates its checkpoints at 300 / 600 / 900 steps on the 30
+# held-out episodes while it trains (a subprocess per checkpoint).
+source "$(dirname "$0")/common.sh"
+test -f $BASE/training_state.pt || { echo "no base at $BASE: run stage 1 first" >&2; exit 2; }
+printf '%s\n' "openvla_oft 7 - $EVAL_EVERY" "openvla_oft 8 - $EVAL_EVERY" "openvla_oft 9 - $EVAL_EVERY" \
+  "openvla_3d 7 - $EVAL_EVERY $ARM_3D" | xargs -P 3 -L 1 bash -c 'finetune "$@"' _
