@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         if command not in COMMANDS:
             raise UnknownChoice("command", command, COMMANDS)
         if any(o in HELP_FLAGS for o in overrides):
-            _out(command_help(command, _summary(command)))
+            _out(command_help(command, _summary(command), [o for o in overrides if o not in HELP_FLAGS]))
             return 0
         signal.signal(signal.SIGTERM, _terminate)
         COMMANDS[command](overrides)

@@ -63,9 +63,9 @@ class OpenVLAOFTConfig:
         base: Training only: the VLA to fine-tune (``openvla-7b``, an OFT checkpoint directory, or an
             sfbench training checkpoint, e.g. a tiny base made by full fine-tuning); its heads are
             loaded when it has them.
-        lora_rank: LoRA rank on all linear layers (OFT / SF: 32). 0 = full fine-tuning: every weight on the
-            forward path trains (all but the LM head and the towers' unused last block, norm and MAP head);
-            checkpoints keep OFT's layout, with ``full_weights/`` (fp32) in place of ``lora_adapter/``.
+        lora_rank: LoRA rank on all linear layers (OFT / SF: 32), or 0 for full fine-tuning (every weight
+            on the forward path trains; frozen: only the LM head and the towers' unused last block, norm and MAP
+            head). Checkpoints keep OFT's layout, with ``full_weights/`` (fp32) in place of ``lora_adapter/``.
         lora_alpha, lora_dropout: The rest of the LoRA recipe (OFT / SF: 16, 0.0).
     """
 

@@ -117,8 +117,11 @@ def _trainable(policies: list[str]) -> list[str]:
     return [p for p, cfg in options.items() if issubclass(family_of(cfg), TrainablePolicy)]
 
 
-def command_help(command: str, summary: str) -> str:
-    """The help text of one command; ``summary`` is its line of the top-level usage (with an example)."""
+def command_help(command: str, summary: str, overrides: list[str] | None = None) -> str:
+    """The help text of one command; ``summary`` is its line of the top-level usage (with an example).
+
+    Group choices among ``overrides`` (``policy=openvla_oft``) are composed in, so their keys are shown.
+    """
     description, _, example = summary.partition(":  ")
     lines = [f"usage: sfbench {command} [key=value ...]", "", description.strip()]
     if example:
@@ -126,7 +129,8 @@ def command_help(command: str, summary: str) -> str:
     if command in PLAIN_OPTIONS:
         options = PLAIN_OPTIONS[command]
         return "\n".join(lines + (["", "options:", *(f"  {o}" for o in options)] if options else []))
-    cfg = compose_config(command, [])
+    groups = config_groups(command)
+    cfg = compose_config(command, [o for o in overrides or [] if o.partition("=")[0] in groups])
     lines += ["", "config groups (group=option):", *_groups(command)]
     lines += ["", "keys (key=value, Hydra syntax; lists as [a,b]):", *_keys(cfg, _key_docs(command, cfg))]
     return "\n".join(lines)

@@ -109,3 +109,12 @@ def test_a_full_checkpoint_is_a_base_for_lora_and_3d_fine_tuning(tmp_path, base)
 def test_a_negative_lora_rank_is_refused():
     with pytest.raises(SfbenchError, match=r"policy.lora_rank=-1 must be >= 0 \(0 = full fine-tuning\)"):
         OpenVLAOFTConfig(lora_rank=-1)
+
+
+def test_train_help_for_an_oft_policy_documents_full_fine_tuning(capsys):
+    from sfbench.cli import main
+
+    assert main(["train", "policy=openvla_oft", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "policy.lora_rank = 32" in out and "or 0 for full fine-tuning" in out
+    assert "train.eval_every = 0" in out
