@@ -26,7 +26,8 @@ def make_train_run_id(cfg: dict[str, Any]) -> str:
     """Deterministic run id: rerunning the same command resumes the same run."""
     key = {k: cfg[k] for k in ("policy", "data", "teacher")} | ({"align": cfg["align"]} if cfg.get("align") else {})
     # data.suite / data.keys came later: left out while null, so earlier runs keep their ids (and resume)
-    key["data"] = {k: v for k, v in cfg["data"].items() if v is not None or k not in NEWER_DATA_KEYS}
+    key["data"] = {k: v for k, v in cfg["data"].items()
+                   if k != "cache_dir" and (v is not None or k not in NEWER_DATA_KEYS)}  # where frames are cached
     key["train"] = {k: v for k, v in cfg["train"].items() if k not in RUNTIME_SETTINGS}
     key["teacher"] = {k: v for k, v in cfg["teacher"].items() if k != "memory_gb"}  # runtime only
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]

@@ -32,6 +32,9 @@ class DataConfig:
             dataset, e.g. libero_spatial out of a combined 40-task copy; null keeps every episode.
         keys: Dataset keys for sfbench's names (``agentview``, ``wrist``, ``proprio``, ``action``) when an RLDS
             or LeRobot copy names them differently; null uses the format's defaults / ``info.json``.
+        cache_dir: Where the PNG frames of a LeRobot dataset are extracted once, memory-mapped, so they are
+            not held in RAM; null = ``$XDG_CACHE_HOME/sfbench/lerobot`` (``~/.cache/sfbench/lerobot``). A
+            frame file is rebuilt when its parquet file changes; the dataset dir itself may be read-only.
         fraction: Fraction of each task's demos used (data-efficiency curves); 1.0 = all.
         demos_per_task: Use exactly this many demos per task instead (overrides ``fraction``).
         subset_seed: Seed of the deterministic demo subset.
@@ -47,6 +50,7 @@ class DataConfig:
     path: str = "results/demos"
     suite: str | None = None
     keys: dict[str, str] | None = None
+    cache_dir: str | None = None
     fraction: float = 1.0
     demos_per_task: int | None = None
     subset_seed: int = 0
@@ -148,7 +152,7 @@ def _decoded_from_jpeg(frames: object, t: int) -> bool:
 
 def load_dataset(cfg: DataConfig, views: tuple[str, ...] = VIEWS, chunk: int = 8) -> tuple[DemoDataset, dict]:
     """Read, subset and index the demos; stats (q01/q99) come from the selected demos only."""
-    demos = load_demos(cfg.path, suite=cfg.suite, keys=dict(cfg.keys) if cfg.keys else None)
+    demos = load_demos(cfg.path, suite=cfg.suite, keys=dict(cfg.keys) if cfg.keys else None, cache_dir=cfg.cache_dir)
     if cfg.init_states_below is not None:
         demos = [d for d in demos if in_training_split(d.init_state, cfg.init_states_below)]
         if not demos:

@@ -52,13 +52,16 @@ def _found(p: Path) -> str:
     return f"a directory holding {len(entries)} entries ({listed})" if entries else "an empty directory"
 
 
-def load_demos(path: str | Path, *, suite: str | None = None, keys: dict[str, str] | None = None) -> list[Demo]:
+def load_demos(path: str | Path, *, suite: str | None = None, keys: dict[str, str] | None = None,
+               cache_dir: str | Path | None = None) -> list[Demo]:
     """Every demo at ``path`` in any supported format.
 
     Args:
         path: An HDF5 file or directory, an RLDS dir, or a LeRobotDataset root.
         suite: Keep only the episodes of this suite's tasks (a combined 40-task dataset); None keeps all.
         keys: Override of the dataset keys (``agentview``, ``wrist``, ``proprio``, ``action``) for RLDS and LeRobot.
+        cache_dir: Where LeRobot PNG frames are cached, memory-mapped (:mod:`sfbench.train.data.image_cache`);
+            None = ``~/.cache/sfbench/lerobot``.
     """
     fmt = detect_format(path)
     p = Path(path)
@@ -72,4 +75,4 @@ def load_demos(path: str | Path, *, suite: str | None = None, keys: dict[str, st
         return load_rlds(p, matcher, keys)
     from sfbench.train.data.lerobot import load_lerobot
 
-    return load_lerobot(p, matcher, keys)
+    return load_lerobot(p, matcher, keys, cache_dir=Path(cache_dir) if cache_dir else None)

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from sfbench.core.errors import DamagedDataset, InvalidConfig, MissingAsset
 from sfbench.train.data.demos import Demo
 from sfbench.train.data.frames import EncodedFrames, VideoCache, VideoFrames, ffmpeg_exe
+from sfbench.train.data.image_cache import cached_frames
 from sfbench.train.data.tasks import TaskMatcher, check_some_kept
 
 log = logging.getLogger(__name__)
@@ -152,21 +153,13 @@ def video_duration_s(path: Path) -> float:
     return int(h) * 3600 + int(m) * 60 + float(s)
 
 
-def _image_column(table: pa.Table, key: str, where: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The PNG bytes of a ``struct<bytes, path>`` column as (one uint8 buffer, (N+1,) offsets)."""
-    column = table.column(key).combine_chunks()
-    data = column.field("bytes") if pa.types.is_struct(column.type) else column
-    if data.null_count:
-        raise DamagedDataset(f"{where}: {data.null_count} frames of {key} are stored by path, not embedded")
-    bufs = data.buffers()
-    width = np.int64 if pa.types.is_large_binary(data.type) else np.int32
-    offsets = np.frombuffer(bufs[1], width)[data.offset:data.offset + len(data) + 1].astype(np.int64)
-    return (np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)), offsets
-
-
 def load_lerobot(root: Path, matcher: TaskMatcher, keys: dict[str, str] | None = None,
-                 cache: VideoCache | None = None) -> list[Demo]:
-    """Every episode of a LeRobotDataset root kept by ``matcher``, frames lazily decoded."""
+                 cache: VideoCache | None = None, cache_dir: Path | None = None) -> list[Demo]:
+    """Every episode of a LeRobotDataset root kept by ``matcher``, frames lazily decoded.
+
+    PNG frames in parquet are served from a memory-mapped cache in ``cache_dir``
+    (:mod:`sfbench.train.data.image_cache`; None = its default), extracted on first load.
+    """
     info = read_info(root)
     names = resolve_keys(info, keys, root)
     tasks, episodes = _tasks(root, info["codebase_version"]), episodes_table(root, info)
@@ -175,7 +168,7 @@ def load_lerobot(root: Path, matcher: TaskMatcher, keys: dict[str, str] | None =
     for ep in episodes:
         path = _data_path(root, info, ep)
         if path not in tables:
-            tables = {path: _read_table(path, info, names)}  # v3.0 files hold consecutive episodes
+            tables = {path: _read_table(path, info, names, cache_dir)}  # v3.0 files hold consecutive episodes
         demo = _episode(root, info, names, ep, tables[path], tasks, cache)
         seen.append(demo.instruction)
         if matcher.keep(demo.instruction):
@@ -187,12 +180,16 @@ def load_lerobot(root: Path, matcher: TaskMatcher, keys: dict[str, str] | None =
     return demos
 
 
-def _read_table(path: Path, info: dict, names: dict[str, str]) -> tuple[pa.Table, dict]:
+def _read_table(path: Path, info: dict, names: dict[str, str], cache_dir: Path | None) -> tuple[pa.Table, dict]:
+    """The file's vector and index columns in memory; its image columns as (mapped cache, offsets)."""
     features = info["features"]
-    columns = [names["proprio"], names["action"], "timestamp", "episode_index", "task_index"]
-    columns += [k for n, k in names.items() if n in ("agentview", "wrist") and features[k]["dtype"] == "image"]
-    table = _read_parquet(path, columns)
-    images = {k: _image_column(table, k, path) for k in columns[5:]}
+    table = _read_parquet(path, [names["proprio"], names["action"], "timestamp", "episode_index", "task_index"])
+    images = {}
+    for key in (k for n, k in names.items() if n in ("agentview", "wrist") and features[k]["dtype"] == "image"):
+        mapped, offsets = cached_frames(path, key, cache_dir)
+        if len(offsets) - 1 != table.num_rows:
+            raise DamagedDataset(f"{path}: {len(offsets) - 1} frames of {key} for {table.num_rows} rows")
+        images[key] = mapped, offsets
     return table, images
 
 

@@ -1,0 +1,149 @@
+"""LeRobot PNG frames are served from a memory-mapped cache file, extracted once per parquet file and camera."""
+
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sfbench.core.errors import InvalidConfig
+from sfbench.train.data import lerobot_write
+from sfbench.train.data.dataset import DataConfig, load_dataset
+from sfbench.train.data.demos import Demo
+from sfbench.train.data.formats import load_demos
+from sfbench.train.data.frames import MappedFile, decode_image, encode_png
+from sfbench.train.data.image_cache import cache_path
+from sfbench.train.data.tasks import suite_instructions
+from tests.train.test_train_datasets import DATASETS
+
+CAMERAS = ("observation.images.image", "observation.images.image2")
+PARQUET = Path("data/chunk-000/file-000.parquet")
+
+
+def _stored(parquet: Path, key: str) -> list[bytes]:
+    return [cell["bytes"] for cell in pq.read_table(parquet, columns=[key]).column(key).to_pylist()]
+
+
+def _copy(tmp_path: Path) -> Path:
+    root = tmp_path / "dataset"
+    shutil.copytree(DATASETS["lerobot"], root)
+    return root
+
+
+def test_frames_read_back_identically_through_the_cache(tmp_path: Path):
+    demos = load_demos(DATASETS["lerobot"], cache_dir=tmp_path / "cache")
+    for view, key in zip(("agentview", "wrist"), CAMERAS, strict=True):
+        stored = _stored(DATASETS["lerobot"] / PARQUET, key)
+        frames = [demo.images[view] for demo in demos]
+        assert all(isinstance(f.buffer, MappedFile) for f in frames)
+        assert frames[0].buffer.path == cache_path(DATASETS["lerobot"] / PARQUET, key, tmp_path / "cache")
+        served = [f.encoded(t) for f in frames for t in range(len(f))]
+        assert served == stored, f"{key}: the cache serves the parquet file's PNG bytes, in order"
+        assert np.array_equal(frames[1][2], decode_image(stored[len(frames[0]) + 2], key))
+    again = pickle.loads(pickle.dumps(demos[1].images["wrist"]))  # as a spawned DataLoader worker gets it
+    assert np.array_equal(again[3], demos[1].images["wrist"][3])
+
+
+def test_cache_is_reused_then_rebuilt_when_the_parquet_file_changes(tmp_path: Path):
+    root, cache = _copy(tmp_path), tmp_path / "cache"
+    parquet = root / PARQUET
+    load_demos(root, cache_dir=cache)
+    files = {key: cache_path(parquet, key, cache) for key in CAMERAS}
+    before = {key: os.stat(p) for key, p in files.items()}
+    load_demos(root, cache_dir=cache)
+    for key, p in files.items():
+        assert (os.stat(p).st_ino, os.stat(p).st_mtime_ns) == (before[key].st_ino, before[key].st_mtime_ns), \
+            "a second load maps the same cache file, not a rewritten one"
+    assert sorted(cache.iterdir()) == sorted(files.values()), "no temporary files left behind"
+
+    table = pq.read_table(parquet)
+    key = CAMERAS[0]
+    cells = table.column(key).to_pylist()
+    cells[0], cells[1] = cells[1], cells[0]
+    pq.write_table(table.set_column(table.schema.get_field_index(key), key,
+                                    pa.array(cells, table.schema.field(key).type)), parquet)
+    demos = load_demos(root, cache_dir=cache)
+    assert os.stat(files[key]).st_ino != before[key].st_ino, "a changed parquet file is extracted again"
+    assert demos[0].images["agentview"].encoded(0) == cells[0]["bytes"]
+    assert [demos[0].images["agentview"].encoded(t) for t in range(2)] == [c["bytes"] for c in cells[:2]]
+
+
+def test_damaged_cache_file_is_rebuilt(tmp_path: Path):
+    cache = tmp_path / "cache"
+    load_demos(DATASETS["lerobot"], cache_dir=cache)
+    target = cache_path(DATASETS["lerobot"] / PARQUET, CAMERAS[1], cache)
+    with open(target, "r+b") as f:
+        f.truncate(os.path.getsize(target) - 8)
+    demos = load_demos(DATASETS["lerobot"], cache_dir=cache)
+    assert demos[1].images["wrist"].encoded(4) == _stored(DATASETS["lerobot"] / PARQUET, CAMERAS[1])[9]
+
+
+def test_read_only_dataset_dir_and_unwritable_cache_dir(tmp_path: Path):
+    root = _copy(tmp_path)
+    for path in [root, *root.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        demos = load_demos(root, cache_dir=tmp_path / "cache")
+        assert demos[0].images["agentview"][0].shape == (256, 256, 3)
+        assert not list(root.rglob("*.bin")), "nothing is written into the dataset dir"
+        if os.geteuid() != 0:  # root may write anywhere
+            with pytest.raises(InvalidConfig, match="data.cache_dir="):
+                load_demos(root, cache_dir=root / "cache")
+    finally:
+        for path in [root, *root.rglob("*")]:
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
+
+
+def _anon_kib() -> int:
+    """RssAnon of this process (private memory, not the mapped cache file's page-cache pages)."""
+    text = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in text.splitlines() if line.startswith("RssAnon:")))
+
+
+def _synthetic(root: Path, episodes: int, steps: int, monkeypatch: pytest.MonkeyPatch) -> int:
+    """A v3.0 PNG dataset at LIBERO's frame size: 256 px noise PNGs (~197 kB each); its PNG byte count."""
+    rng = np.random.default_rng(0)
+    pool = [encode_png(rng.integers(0, 256, (256, 256, 3), np.uint8)) for _ in range(8)]
+    calls = iter(range(1 << 30))
+    monkeypatch.setattr(lerobot_write, "encode_png", lambda image: pool[next(calls) % len(pool)])
+    task = suite_instructions("libero_spatial")[0]
+    frame = np.broadcast_to(np.zeros((1, 256, 256, 3), np.uint8), (steps, 256, 256, 3))
+    demos = (Demo(np.zeros((steps, 7), np.float32), np.zeros((steps, 8), np.float32),
+                  {"agentview": frame, "wrist": frame}, task, -1, {}, f"synthetic:{e}") for e in range(episodes))
+    lerobot_write.write_lerobot(root, demos, lerobot_write.LeRobotWriteOptions(data_file_mb=100))
+    return sum(len(b) for p in sorted(root.rglob("data/*/*.parquet")) for key in CAMERAS for b in _stored(p, key))
+
+
+def test_training_load_of_png_dataset_holds_its_frames_outside_process_memory(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch):
+    png_bytes = _synthetic(tmp_path / "dataset", episodes=8, steps=95, monkeypatch=monkeypatch)
+    assert png_bytes > 280 * 2**20, png_bytes
+    assert len(list((tmp_path / "dataset").rglob("data/*/*.parquet"))) >= 2, "several data files"
+    gc.collect()
+    before = _anon_kib()
+    cfg = DataConfig(path=str(tmp_path / "dataset"), cache_dir=str(tmp_path / "cache"), augment=False)
+    dataset, _ = load_dataset(cfg, ("agentview", "wrist"), chunk=8)
+    for i in range(0, len(dataset), 3):  # reads every frame file page of two thirds of the frames
+        assert dataset[i]["images"].shape == (2, 256, 256, 3)
+    grown = (_anon_kib() - before) * 1024
+    cached = sum(p.stat().st_size for p in (tmp_path / "cache").iterdir())
+    assert cached >= png_bytes
+    assert grown < png_bytes / 8, f"anonymous memory grew {grown} bytes for {png_bytes} bytes of PNG"
+
+
+def test_cache_dir_is_not_part_of_the_run_id():
+    from sfbench.train.run import make_train_run_id
+
+    cfg = {"policy": {"name": "tiny_vla"}, "data": {"path": "d", "suite": None, "keys": None, "cache_dir": None},
+           "train": {"steps": 2}, "teacher": {"name": "geometry"}}
+    moved = cfg | {"data": cfg["data"] | {"cache_dir": "/scratch/frames"}}
+    other = cfg | {"data": cfg["data"] | {"path": "e"}}
+    assert make_train_run_id(moved) == make_train_run_id(cfg) != make_train_run_id(other)
