@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 MAGIC = b"SFBPNG01"
 HEADER = struct.Struct("<8s5q")
 HEADER_BYTES = 64
-BATCH_ROWS = 64  # rows per record batch while extracting (~13 MB of LIBERO PNGs)
+BATCH_ROWS = 64  # rows per record batch while extracting (~8 MB of LIBERO PNGs)
+READ_BUFFER = 1 << 20  # bytes read from the parquet file at a time
 
 
 def default_cache_dir() -> Path:
@@ -93,7 +94,7 @@ def _extract(parquet: Path, key: str, target: Path, stat: os.stat_result) -> Non
     """Stream column ``key`` of ``parquet`` into ``target`` (atomically), one record batch in memory at a time."""
     where = f"{parquet} {key}"
     try:
-        reader = pq.ParquetFile(parquet)
+        reader = pq.ParquetFile(parquet, buffer_size=READ_BUFFER, pre_buffer=False)  # pages streamed, not a chunk
     except (pa.ArrowException, OSError) as e:
         raise DamagedDataset(f"{parquet}: unreadable parquet ({e})") from None
     fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
@@ -112,6 +113,7 @@ def _extract(parquet: Path, key: str, target: Path, stat: os.stat_result) -> Non
             out.seek(0)
             out.write(HEADER.pack(MAGIC, len(offsets) - 1, at, stat.st_size, stat.st_mtime_ns, 0))
         os.replace(tmp, target)
+        pa.default_memory_pool().release_unused()  # give the batches' memory back to the OS
     except pa.ArrowException as e:
         raise DamagedDataset(f"{parquet}: unreadable parquet ({e})") from None
     finally:
