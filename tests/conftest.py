@@ -23,3 +23,20 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
     """Run the real ``sfbench`` console script."""
     exe = Path(sys.executable).with_name("sfbench")
     return subprocess.run([str(exe), *args], cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def interrupt_training(monkeypatch: pytest.MonkeyPatch, job, at_step: int) -> None:
+    """Run the train ``job`` until ``Trainer.step(at_step)`` is reached, as a Ctrl-C there would stop it."""
+    from sfbench.train.trainer import Trainer
+
+    original = Trainer.step
+
+    def step_then_interrupt(self, step):
+        if step == at_step:
+            raise KeyboardInterrupt
+        return original(self, step)
+
+    monkeypatch.setattr(Trainer, "step", step_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        job()
+    monkeypatch.setattr(Trainer, "step", original)

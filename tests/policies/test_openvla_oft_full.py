@@ -17,6 +17,7 @@ from sfbench.policies.openvla_oft.tiny import write_tiny_checkpoint
 from sfbench.policies.openvla_oft.training import FULL_DIR, FULL_FILE, LORA_DIR, off_path_parameters
 from sfbench.train.rundir import latest_checkpoint
 from sfbench.train.trainer import Trainer, TrainJob
+from tests.conftest import interrupt_training
 from tests.train.test_demos import write_file
 
 TEACHER = {"name": "geometry", "feature_dim": 16, "grid": 4}
@@ -72,18 +73,8 @@ def test_full_checkpoints_keep_oft_layout_resume_exactly_and_evaluate(tmp_path, 
     assert all(torch.equal(shards[k], full[k].to(torch.bfloat16)) for k in full), "the shards are the trained weights"
 
     interrupted = full_job(tmp_path, base, "interrupted", steps=3)
-    original = Trainer.step
-
-    def stop_at_2(self, step):
-        if step == 2:
-            raise KeyboardInterrupt
-        return original(self, step)
-
-    monkeypatch.setattr(Trainer, "step", stop_at_2)
-    with pytest.raises(KeyboardInterrupt):
-        interrupted()
+    interrupt_training(monkeypatch, interrupted, 2)
     assert latest_checkpoint(interrupted.run_dir).name == "step_000002"
-    monkeypatch.setattr(Trainer, "step", original)
     resumed = load_file(interrupted() / FULL_DIR / FULL_FILE)
     assert all(torch.equal(full[k], resumed[k]) for k in full), "resume continues the same run bit for bit"
 

@@ -16,6 +16,7 @@ from sfbench.policies.openvla_oft.tiny import write_tiny_checkpoint
 from sfbench.policies.openvla_oft.training import merged_state
 from sfbench.train.rundir import latest_checkpoint
 from sfbench.train.trainer import Trainer, TrainJob
+from tests.conftest import interrupt_training
 from tests.train.test_demos import write_file
 
 TEACHER = {"name": "geometry", "feature_dim": 16, "grid": 4}
@@ -68,18 +69,8 @@ def test_sf_run_checkpoints_in_oft_layout_resumes_exactly_and_evaluates(tmp_path
     assert all("align_loss" in m for m in metrics), "Spatial Forcing is on for openvla_sf"
 
     interrupted = job(tmp_path, base, "interrupted")
-    original = Trainer.step
-
-    def stop_at_3(self, step):
-        if step == 3:
-            raise KeyboardInterrupt
-        return original(self, step)
-
-    monkeypatch.setattr(Trainer, "step", stop_at_3)
-    with pytest.raises(KeyboardInterrupt):
-        interrupted()
+    interrupt_training(monkeypatch, interrupted, 3)
     assert latest_checkpoint(interrupted.run_dir).name == "step_000002"
-    monkeypatch.setattr(Trainer, "step", original)
     resumed = interrupted()
     a, b = load_file(final / "lora_adapter/adapter_model.safetensors"), \
         load_file(resumed / "lora_adapter/adapter_model.safetensors")

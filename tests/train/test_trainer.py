@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from sfbench.core.errors import InvalidConfig, SfbenchError
 from sfbench.policies.tiny_vla import TinyVLA
 from sfbench.train.rundir import latest_checkpoint
-from sfbench.train.trainer import Trainer, TrainJob, TrainSettings, lr_at
+from sfbench.train.trainer import TrainJob, TrainSettings, lr_at
+from tests.conftest import interrupt_training
 from tests.train.test_demos import write_file
 
 POLICY = {"name": "tiny_vla_sf", "dim": 32, "layers": 2, "heads": 2, "image_size": 32}
@@ -35,18 +36,8 @@ def test_resumed_run_equals_the_uninterrupted_run(tmp_path, monkeypatch):
     straight = job(tmp_path, "straight")
     straight()
     interrupted = job(tmp_path, "interrupted")
-    original_step = Trainer.step
-
-    def step_then_interrupt(self, step):
-        if step == 17:  # after step 15 is logged, before the step-20 checkpoint
-            raise KeyboardInterrupt
-        return original_step(self, step)
-
-    monkeypatch.setattr(Trainer, "step", step_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        interrupted()
+    interrupt_training(monkeypatch, interrupted, 17)  # after step 15 is logged, before the step-20 checkpoint
     assert latest_checkpoint(interrupted.run_dir).name == "step_000010"
-    monkeypatch.setattr(Trainer, "step", original_step)
     interrupted()
     a, b = weights(straight.run_dir), weights(interrupted.run_dir)
     assert all(torch.equal(a[k], b[k]) for k in a), "resume continues the same run bit for bit"
