@@ -91,8 +91,18 @@ def rss_kib() -> dict[str, int]:
     return {k: int(fields[k].split()[0]) for k in ("VmRSS", "RssAnon", "RssFile")}
 
 
-def measure(path: str, cache_dir: str) -> None:
-    """In this (fresh) process: load the dataset for training, sample a few hundred steps, print RSS as JSON."""
+def touch_all(dataset) -> dict:
+    """Read every frame's bytes once, as an epoch of training does (no decode), and the RSS after."""
+    start = time.perf_counter()
+    n = sum(len(d.images[v].encoded(t)) for d in dataset.demos for v in dataset.views for t in range(len(d.actions)))
+    return {"bytes": n, "s": time.perf_counter() - start, "rss": rss_kib()}
+
+
+def measure(path: str, cache_dir: str, epoch: bool) -> None:
+    """In this (fresh) process: load the dataset for training, sample a few hundred steps, print RSS as JSON.
+
+    With ``epoch``, every frame's bytes are then read once too (``touch_all``).
+    """
     before = rss_kib()
     start = time.perf_counter()
     dataset, _ = load_dataset(DataConfig(path=path, cache_dir=cache_dir), ("agentview", "wrist"), 8)
@@ -101,12 +111,13 @@ def measure(path: str, cache_dir: str) -> None:
         dataset[i]
     print(json.dumps({"before": before, "after": rss_kib(), "load_s": load_s, "samples": len(dataset),
                       "episodes": len(dataset.demos),
-                      "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                      "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      "epoch": touch_all(dataset) if epoch else None}))
 
 
-def _run(path: Path, cache: Path) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--measure", str(path), str(cache)], capture_output=True,
-                          text=True, check=True)
+def _run(path: Path, cache: Path, epoch: bool = False) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--measure", str(path), str(cache), str(int(epoch))],
+                          capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -116,12 +127,18 @@ def _report(name: str, r: dict) -> None:
           f"{r['after']['VmRSS'] * gib:.3f} GiB = {r['after']['RssAnon'] * gib:.3f} GiB anonymous + "
           f"{r['after']['RssFile'] * gib:.3f} GiB file-backed (before: {r['before']['RssAnon'] * gib:.3f} GiB "
           f"anonymous); peak RSS {r['peak_kib'] * gib:.3f} GiB")
+    if r["epoch"]:
+        e = r["epoch"]
+        print(f"  then every frame's bytes read once ({e['bytes'] / 1e9:.2f} GB in {e['s']:.1f} s): RSS "
+              f"{e['rss']['VmRSS'] * gib:.3f} GiB = {e['rss']['RssAnon'] * gib:.3f} GiB anonymous + "
+              f"{e['rss']['RssFile'] * gib:.3f} GiB file-backed (page cache of the mapped frames: clean, "
+              "shared, reclaimable)")
 
 
 def main() -> None:
     """Write (or reuse) the dataset, then measure a first (extracting) and a second (cached) load."""
     if sys.argv[1:2] == ["--measure"]:
-        return measure(sys.argv[2], sys.argv[3])
+        return measure(sys.argv[2], sys.argv[3], sys.argv[4] == "1")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dir", type=Path, default=Path("/tmp/sfbench_lerobot_png"))
     ap.add_argument("--episodes", type=int, default=EPISODES)
@@ -139,7 +156,7 @@ def main() -> None:
     cached = sum(p.stat().st_size for p in cache.iterdir())
     print(f"cache: {cached / 1e9:.2f} GB in {len(list(cache.iterdir()))} files "
           f"({cached / (2 * args.total_steps) / 1e3:.1f} kB a frame)")
-    _report("second load (maps the cache)", _run(path, cache))
+    _report("second load (maps the cache)", _run(path, cache, epoch=True))
     if not args.keep:
         shutil.rmtree(path)
         shutil.rmtree(cache)

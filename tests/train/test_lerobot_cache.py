@@ -102,10 +102,10 @@ def test_read_only_dataset_dir_and_unwritable_cache_dir(tmp_path: Path):
             path.chmod(path.stat().st_mode | stat.S_IWUSR)
 
 
-def _anon_kib() -> int:
-    """RssAnon of this process (private memory, not the mapped cache file's page-cache pages)."""
-    text = Path("/proc/self/status").read_text()
-    return int(next(line.split()[1] for line in text.splitlines() if line.startswith("RssAnon:")))
+def _rss_kib() -> dict[str, int]:
+    """RssAnon (private memory) and VmRSS (with file-backed pages: mapped files, libraries) of this process."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return {k: int(fields[k].split()[0]) for k in ("RssAnon", "VmRSS")}
 
 
 def _synthetic(root: Path, episodes: int, steps: int, monkeypatch: pytest.MonkeyPatch) -> int:
@@ -128,15 +128,18 @@ def test_training_load_of_png_dataset_holds_its_frames_outside_process_memory(tm
     assert png_bytes > 280 * 2**20, png_bytes
     assert len(list((tmp_path / "dataset").rglob("data/*/*.parquet"))) >= 2, "several data files"
     gc.collect()
-    before = _anon_kib()
+    before, fds = _rss_kib(), len(os.listdir("/proc/self/fd"))
     cfg = DataConfig(path=str(tmp_path / "dataset"), cache_dir=str(tmp_path / "cache"), augment=False)
     dataset, _ = load_dataset(cfg, ("agentview", "wrist"), chunk=8)
-    for i in range(0, len(dataset), 3):  # reads every frame file page of two thirds of the frames
+    for i in range(0, len(dataset), 3):  # a third of the samples: frames of every page of the cache files
         assert dataset[i]["images"].shape == (2, 256, 256, 3)
-    grown = (_anon_kib() - before) * 1024
+    after = _rss_kib()
+    grown = {k: (after[k] - before[k]) * 1024 for k in after}
     cached = sum(p.stat().st_size for p in (tmp_path / "cache").iterdir())
     assert cached >= png_bytes
-    assert grown < png_bytes / 8, f"anonymous memory grew {grown} bytes for {png_bytes} bytes of PNG"
+    assert grown["RssAnon"] < png_bytes / 8, f"anonymous memory grew {grown} bytes for {png_bytes} bytes of PNG"
+    assert grown["VmRSS"] < png_bytes / 8, f"RSS grew {grown} bytes for {png_bytes} bytes of PNG (mapped pages?)"
+    assert len(os.listdir("/proc/self/fd")) == fds, "no file descriptor stays open per cache file"
 
 
 def test_cache_dir_is_not_part_of_the_run_id():

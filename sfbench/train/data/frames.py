@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import subprocess
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -56,9 +57,11 @@ def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
 
 
 class MappedFile:
-    """A read-only memory map of a whole file, shared by every episode stored in it.
+    """A read-only file shared by every episode stored in it: memory-mapped (``array``) or read by range (``read``).
 
-    Pickles as its path (a DataLoader worker started by spawn maps the file again instead of copying it).
+    Pickles as its path (a DataLoader worker started by spawn maps or opens the file again instead of copying it).
+    ``read`` uses ``pread`` while the file is not mapped: no descriptor stays open (a v2.x LeRobot dataset has
+    thousands of frame files) and the pages read stay in the OS page cache without counting in the process's RSS.
     """
 
     def __init__(self, path: Path):
@@ -72,6 +75,19 @@ class MappedFile:
             self._array = np.memmap(self.path, dtype=np.uint8, mode="r") if self.path.stat().st_size else \
                 np.zeros(0, np.uint8)
         return self._array
+
+    def read(self, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)``: from the mapping once ``array`` was used, else by ``pread``."""
+        if self._array is not None:
+            return bytes(self._array[start:end])
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            data = os.pread(fd, end - start, start)
+        finally:
+            os.close(fd)
+        if len(data) != end - start:
+            raise DamagedDataset(f"{self.path}: {len(data)} bytes at {start}, expected {end - start} (truncated)")
+        return data
 
     def __reduce__(self) -> tuple:
         return MappedFile, (self.path,)
@@ -109,9 +125,10 @@ class EncodedFrames(LazyFrames):
 
     def encoded(self, t: int) -> bytes:
         """The stored bytes of frame ``t``."""
-        start, end = self.spans[t]
-        data = self.buffer.array if isinstance(self.buffer, MappedFile) else self.buffer
-        return bytes(data[start:end])
+        start, end = (int(x) for x in self.spans[t])
+        if isinstance(self.buffer, MappedFile):
+            return self.buffer.read(start, end)
+        return bytes(self.buffer[start:end])
 
     def __getitem__(self, t: int) -> np.ndarray:
         if not -len(self) <= t < len(self):

@@ -3,8 +3,8 @@
 ``HuggingFaceVLA/libero`` keeps its frames as PNG inside parquet (~70 GB over 273k steps; a libero_spatial-size
 subset is ~13.5 GB), so reading the columns with ``pq.read_table`` would put all of it in process memory. Instead
 each (parquet file, camera) is streamed once, one record batch at a time, into a cache file; training then reads
-the frames from a :class:`~sfbench.train.data.frames.MappedFile`, whose pages belong to the OS page cache, not to
-the process (and are shared by DataLoader workers).
+each frame's byte range from it (:class:`~sfbench.train.data.frames.MappedFile`, ``pread`` while unmapped): the
+pages belong to the OS page cache, shared by DataLoader workers, neither held by nor counted in the process.
 
 The cache lives in ``data.cache_dir`` (default ``$XDG_CACHE_HOME/sfbench/lerobot``, i.e.
 ``~/.cache/sfbench/lerobot``, next to where ``datasets`` and LeRobot keep theirs), so a read-only dataset works.
@@ -135,7 +135,9 @@ def _writable(cache_dir: Path) -> Path:
 
 
 def cached_frames(parquet: Path, key: str, cache_dir: Path | None = None) -> tuple[MappedFile, np.ndarray]:
-    """The frames of image column ``key`` of ``parquet``: (mapped cache file, (N+1,) int64 offsets into it).
+    """The frames of image column ``key`` of ``parquet``: (cache file, (N+1,) int64 offsets into it).
+
+    The frames are read by range (:meth:`~sfbench.train.data.frames.MappedFile.read`), never all at once.
 
     Extracts the column on first use, or when the parquet file's size or mtime changed since.
     """
@@ -149,6 +151,5 @@ def cached_frames(parquet: Path, key: str, cache_dir: Path | None = None) -> tup
         if head is None:
             raise DamagedDataset(f"{target}: the frame cache just written is unreadable")
     n, at = head[:2]
-    mapped = MappedFile(target)
-    offsets = np.array(mapped.array[at:at + 8 * (n + 1)].view("<i8"), np.int64)
-    return mapped, offsets
+    frames = MappedFile(target)
+    return frames, np.frombuffer(frames.read(at, at + 8 * (n + 1)), "<i8").astype(np.int64)
