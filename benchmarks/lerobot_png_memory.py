@@ -9,9 +9,10 @@ its frame number (so parquet cannot dictionary-encode them away, as it cannot fo
 encoder and its image statistics are replaced by the pool's, so writing does not encode 13.5 GB of pixels.
 
 Then, each in a fresh process: ``load_dataset`` for training (the first load extracts each file's PNG bytes
-into the memory-mapped frame cache, ``data.cache_dir``; the second maps the cache as it is), a few hundred
-samples decoded, and the process's RSS printed: anonymous memory (the process's own) and file-backed pages of
-the mapped cache (page cache: shared and reclaimable, but counted in RSS), and the peak (``ru_maxrss``).
+into the frame cache, ``data.cache_dir``; the second reuses the cache as it is), a few hundred samples
+decoded (the second load then reads every frame's bytes once, as an epoch does), and the process's RSS
+printed: anonymous memory (the process's own), file-backed pages of mapped files (libraries: the cache files
+are read by range, not mapped) and the peak (``VmHWM``).
 
     python benchmarks/lerobot_png_memory.py [--dir /tmp/sfbench_lerobot_png] [--episodes 432 --total-steps 52970]
         [--keep]   # without --keep the dataset and its cache are deleted at the end (~27 GB at full size)
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -86,9 +86,9 @@ def write_dataset(root: Path, n_episodes: int, n_steps: int) -> Path:
 
 
 def rss_kib() -> dict[str, int]:
-    """VmRSS, RssAnon and RssFile of this process, KiB."""
+    """VmRSS, RssAnon, RssFile and VmHWM (peak RSS of this process image) of this process, KiB."""
     fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    return {k: int(fields[k].split()[0]) for k in ("VmRSS", "RssAnon", "RssFile")}
+    return {k: int(fields[k].split()[0]) for k in ("VmRSS", "RssAnon", "RssFile", "VmHWM")}
 
 
 def touch_all(dataset) -> dict:
@@ -111,7 +111,7 @@ def measure(path: str, cache_dir: str, epoch: bool) -> None:
         dataset[i]
     print(json.dumps({"before": before, "after": rss_kib(), "load_s": load_s, "samples": len(dataset),
                       "episodes": len(dataset.demos),
-                      "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      "peak_kib": rss_kib()["VmHWM"],
                       "epoch": touch_all(dataset) if epoch else None}))
 
 
@@ -131,8 +131,8 @@ def _report(name: str, r: dict) -> None:
         e = r["epoch"]
         print(f"  then every frame's bytes read once ({e['bytes'] / 1e9:.2f} GB in {e['s']:.1f} s): RSS "
               f"{e['rss']['VmRSS'] * gib:.3f} GiB = {e['rss']['RssAnon'] * gib:.3f} GiB anonymous + "
-              f"{e['rss']['RssFile'] * gib:.3f} GiB file-backed (page cache of the mapped frames: clean, "
-              "shared, reclaimable)")
+              f"{e['rss']['RssFile'] * gib:.3f} GiB file-backed (the frames read stay in the OS page cache: clean, "
+              "reclaimable, outside the process)")
 
 
 def main() -> None:
@@ -156,7 +156,7 @@ def main() -> None:
     cached = sum(p.stat().st_size for p in cache.iterdir())
     print(f"cache: {cached / 1e9:.2f} GB in {len(list(cache.iterdir()))} files "
           f"({cached / (2 * args.total_steps) / 1e3:.1f} kB a frame)")
-    _report("second load (maps the cache)", _run(path, cache, epoch=True))
+    _report("second load (reuses the cache)", _run(path, cache, epoch=True))
     if not args.keep:
         shutil.rmtree(path)
         shutil.rmtree(cache)
