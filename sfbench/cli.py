@@ -294,7 +294,8 @@ def cmd_data(overrides: list[str]) -> None:
     action, rest = (overrides[0], overrides[1:]) if overrides else ("", [])
     if action not in ("info", "export"):
         raise UnknownChoice("data action", action, ["info", "export"])
-    keys = ("data.path", "data.suite", "data.keys", "data.to", "output", "data.video", "data.vcodec", "data.fps")
+    keys = ("data.path", "data.suite", "data.keys", "data.to", "output", "data.video", "data.vcodec", "data.fps",
+            "data.cache_dir")
     opts = _options(rest, {k: f"{k}=<value>" for k in keys})
     if "data.path" not in opts:
         raise SfbenchError("Missing data.path=<dataset> (LIBERO HDF5, an RLDS dir or a LeRobotDataset root)")
@@ -303,7 +304,7 @@ def cmd_data(overrides: list[str]) -> None:
         video, fps = yaml.safe_load(opts.get("data.video", "false")), int(opts.get("data.fps", "10"))
     except (yaml.YAMLError, ValueError) as e:
         raise InvalidConfig(f"data: {e}") from None
-    common = {"suite": opts.get("data.suite"), "keys": data_keys}
+    common = {"suite": opts.get("data.suite"), "keys": data_keys, "cache_dir": opts.get("data.cache_dir")}
     if action == "info":
         _out(format_info(dataset_info(opts["data.path"], **common)))
         return

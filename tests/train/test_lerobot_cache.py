@@ -150,3 +150,12 @@ def test_cache_dir_is_not_part_of_the_run_id():
     moved = cfg | {"data": cfg["data"] | {"cache_dir": "/scratch/frames"}}
     other = cfg | {"data": cfg["data"] | {"path": "e"}}
     assert make_train_run_id(moved) == make_train_run_id(cfg) != make_train_run_id(other)
+
+
+def test_data_info_takes_the_cache_dir(tmp_path: Path, capsys: pytest.CaptureFixture):
+    from sfbench.cli import main
+
+    main(["data", "info", f"data.path={DATASETS['lerobot']}", f"data.cache_dir={tmp_path / 'frames'}"])
+    assert "episodes: 2" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == sorted(
+        cache_path(DATASETS["lerobot"] / PARQUET, key, tmp_path / "frames").name for key in CAMERAS)

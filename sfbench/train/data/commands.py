@@ -53,10 +53,11 @@ def _version_and_keys(path: Path, fmt: str) -> tuple[str, list[str], str]:
     return "LIBERO HDF5 (robomimic layout)", ["actions", "obs/*"], "not stored (LIBERO control: 20 Hz)"
 
 
-def dataset_info(path: str, *, suite: str | None = None, keys: dict[str, str] | None = None) -> DatasetInfo:
-    """Read the dataset at ``path`` (any supported format) and summarise it."""
+def dataset_info(path: str, *, suite: str | None = None, keys: dict[str, str] | None = None,
+                 cache_dir: str | None = None) -> DatasetInfo:
+    """Read the dataset at ``path`` (any supported format) and summarise it (LeRobot PNG frames: ``cache_dir``)."""
     fmt = detect_format(path)
-    demos = load_demos(path, suite=suite, keys=keys)
+    demos = load_demos(path, suite=suite, keys=keys, cache_dir=cache_dir)
     version, names, fps = _version_and_keys(Path(path), fmt)
     counts = Counter(d.instruction for d in demos)
     where = {d.instruction: d.group if d.task_id >= 0 else "unmatched" for d in demos}
@@ -91,14 +92,15 @@ def check_export(to: str, output: str | None, vcodec: str) -> Path:
 
 
 def export_dataset(path: str, output: str, *, to: str = "lerobot", video: bool = False, vcodec: str = "libx264",
-                   suite: str | None = None, keys: dict[str, str] | None = None, fps: int = 10) -> tuple[Path, int]:
+                   suite: str | None = None, keys: dict[str, str] | None = None, fps: int = 10,
+                   cache_dir: str | None = None) -> tuple[Path, int]:
     """Write the demos at ``path`` as a LeRobotDataset v3.0 at ``output``; (output, episodes written).
 
     The dataset is written under ``<output>.partial`` and renamed when complete, so an interrupted
     export leaves no half-written dataset at ``output``.
     """
     out = check_export(to, output, vcodec)
-    demos: list[Demo] = load_demos(path, suite=suite, keys=keys)
+    demos: list[Demo] = load_demos(path, suite=suite, keys=keys, cache_dir=cache_dir)
     if not demos:
         raise InvalidConfig(f"data.path={path} holds no demos to export")
     partial = out.with_name(out.name + ".partial")
