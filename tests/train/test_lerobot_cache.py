@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import os
 import pickle
 import shutil
 import stat
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from sfbench.core.errors import InvalidConfig
-from sfbench.train.data import lerobot_write
+from sfbench.train.data import image_cache, lerobot_write
 from sfbench.train.data.dataset import DataConfig, load_dataset
 from sfbench.train.data.demos import Demo
 from sfbench.train.data.formats import load_demos
 from sfbench.train.data.frames import MappedFile, decode_image, encode_png
-from sfbench.train.data.image_cache import cache_path
+from sfbench.train.data.image_cache import cache_path, cached_frames
 from sfbench.train.data.tasks import suite_instructions
 from tests.train.test_train_datasets import DATASETS
 
@@ -62,7 +64,8 @@ def test_cache_is_reused_then_rebuilt_when_the_parquet_file_changes(tmp_path: Pa
     for key, p in files.items():
         assert (os.stat(p).st_ino, os.stat(p).st_mtime_ns) == (before[key].st_ino, before[key].st_mtime_ns), \
             "a second load maps the same cache file, not a rewritten one"
-    assert sorted(cache.iterdir()) == sorted(files.values()), "no temporary files left behind"
+    assert sorted(cache.glob("*.bin")) == sorted(files.values())
+    assert not list(cache.glob("*.tmp")), "no temporary files left behind"
 
     table = pq.read_table(parquet)
     key = CAMERAS[0]
@@ -157,5 +160,32 @@ def test_data_info_takes_the_cache_dir(tmp_path: Path, capsys: pytest.CaptureFix
 
     main(["data", "info", f"data.path={DATASETS['lerobot']}", f"data.cache_dir={tmp_path / 'frames'}"])
     assert "episodes: 2" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == sorted(
+    assert sorted(p.name for p in (tmp_path / "frames").glob("*.bin")) == sorted(
         cache_path(DATASETS["lerobot"] / PARQUET, key, tmp_path / "frames").name for key in CAMERAS)
+
+
+def _load_counting(parquet: Path, cache: Path, log: Path) -> None:
+    extract = image_cache._extract
+
+    def slow(*args) -> None:
+        with open(log, "a") as f:
+            f.write("extract\n")
+        time.sleep(0.5)  # the other process asks for the same file meanwhile
+        extract(*args)
+
+    image_cache._extract = slow
+    cached_frames(parquet, CAMERAS[0], cache)
+
+
+def test_concurrent_loads_extract_once(tmp_path: Path):
+    ctx = multiprocessing.get_context("fork")
+    log, parquet = tmp_path / "extractions", DATASETS["lerobot"] / PARQUET
+    procs = [ctx.Process(target=_load_counting, args=(parquet, tmp_path / "cache", log)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert log.read_text().splitlines() == ["extract"], "one process extracts, the other waits and reuses it"
+    mapped, offsets = cached_frames(parquet, CAMERAS[0], tmp_path / "cache")
+    assert [mapped.read(a, b) for a, b in zip(offsets[:-1], offsets[1:], strict=True)] == _stored(parquet, CAMERAS[0])

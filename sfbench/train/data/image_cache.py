@@ -10,7 +10,9 @@ The cache lives in ``data.cache_dir`` (default ``$XDG_CACHE_HOME/sfbench/lerobot
 ``~/.cache/sfbench/lerobot``, next to where ``datasets`` and LeRobot keep theirs), so a read-only dataset works.
 A cache file is named by a hash of the parquet file's resolved path and the camera key, and records the parquet
 file's size and mtime: a changed file is extracted again. Files are written to a temporary name and renamed, so
-a reader never sees a half-written cache, and concurrent ranks may build the same file safely.
+a reader never sees a half-written cache; concurrent loads (the ranks of one run) take a lock file beside it, so
+one extracts and the others reuse its file. Cache files of parquet files that were moved or deleted stay until
+the folder is deleted (safe at any time between runs: it is rebuilt on the next load).
 
 Layout of a cache file (little-endian), this module being its one reader and writer:
 
@@ -22,11 +24,14 @@ Layout of a cache file (little-endian), this module being its one reader and wri
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
 import struct
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +139,17 @@ def _writable(cache_dir: Path) -> Path:
     return cache_dir
 
 
+@contextmanager
+def _locked(target: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``<target>.lock`` while held."""
+    with open(target.with_name(target.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def cached_frames(parquet: Path, key: str, cache_dir: Path | None = None) -> tuple[MappedFile, np.ndarray]:
     """The frames of image column ``key`` of ``parquet``: (cache file, (N+1,) int64 offsets into it).
 
@@ -145,9 +161,12 @@ def cached_frames(parquet: Path, key: str, cache_dir: Path | None = None) -> tup
     target = cache_path(parquet, key, _writable(Path(cache_dir) if cache_dir else default_cache_dir()))
     head = _header(target)
     if head is None or head[2:] != (stat.st_size, stat.st_mtime_ns):
-        log.info("Extracting the %s frames of %s into %s", key, parquet, target)
-        _extract(Path(parquet), key, target, stat)
-        head = _header(target)
+        with _locked(target):  # ranks of one run loading together: one extracts, the others wait for it
+            head = _header(target)
+            if head is None or head[2:] != (stat.st_size, stat.st_mtime_ns):
+                log.info("Extracting the %s frames of %s into %s", key, parquet, target)
+                _extract(Path(parquet), key, target, stat)
+                head = _header(target)
         if head is None:
             raise DamagedDataset(f"{target}: the frame cache just written is unreadable")
     n, at = head[:2]
