@@ -189,3 +189,24 @@ def test_concurrent_loads_extract_once(tmp_path: Path):
     assert log.read_text().splitlines() == ["extract"], "one process extracts, the other waits and reuses it"
     mapped, offsets = cached_frames(parquet, CAMERAS[0], tmp_path / "cache")
     assert [mapped.read(a, b) for a, b in zip(offsets[:-1], offsets[1:], strict=True)] == _stored(parquet, CAMERAS[0])
+
+
+def test_files_of_filtered_out_episodes_are_not_extracted(tmp_path: Path):
+    rng = np.random.default_rng(1)
+    tasks = [suite_instructions("libero_spatial")[0], suite_instructions("libero_object")[0]] * 2
+
+    def demo(e: int, task: str) -> Demo:
+        images = {v: rng.integers(0, 256, (3, 16, 16, 3), np.uint8) for v in ("agentview", "wrist")}
+        return Demo(rng.normal(size=(3, 7)).astype(np.float32), rng.normal(size=(3, 8)).astype(np.float32), images,
+                    task, -1, {}, f"t:{e}")
+
+    root = tmp_path / "combined"
+    lerobot_write.write_lerobot(root, (demo(e, t) for e, t in enumerate(tasks)),
+                                lerobot_write.LeRobotWriteOptions(data_file_mb=0))  # one data file per episode
+    files = sorted(root.rglob("data/*/*.parquet"))
+    assert len(files) == 4
+    demos = load_demos(root, suite="libero_spatial", cache_dir=tmp_path / "cache")
+    assert [d.instruction for d in demos] == tasks[0::2]
+    extracted = {p.name for p in (tmp_path / "cache").glob("*.bin")}
+    assert extracted == {cache_path(f, key, tmp_path / "cache").name for f in files[0::2] for key in CAMERAS}
+    assert demos[1].images["wrist"].encoded(2) == _stored(files[2], CAMERAS[1])[2]

@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import subprocess
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -168,8 +169,8 @@ def load_lerobot(root: Path, matcher: TaskMatcher, keys: dict[str, str] | None =
     for ep in episodes:
         path = _data_path(root, info, ep)
         if path not in tables:
-            tables = {path: _read_table(path, info, names, cache_dir)}  # v3.0 files hold consecutive episodes
-        demo = _episode(root, info, names, ep, tables[path], tasks, cache)
+            tables = {path: _read_table(path, names, cache_dir)}  # v3.0 files hold consecutive episodes
+        demo = _episode(root, info, names, ep, tables[path], tasks, cache, matcher.keep)
         seen.append(demo.instruction)
         if matcher.keep(demo.instruction):
             match = matcher.match(demo.instruction)
@@ -180,21 +181,33 @@ def load_lerobot(root: Path, matcher: TaskMatcher, keys: dict[str, str] | None =
     return demos
 
 
-def _read_table(path: Path, info: dict, names: dict[str, str], cache_dir: Path | None) -> tuple[pa.Table, dict]:
-    """The file's vector and index columns in memory; its image columns as (mapped cache, offsets)."""
-    features = info["features"]
+class _CachedImages(dict):
+    """Image column -> (cache file, offsets) of one parquet file, extracted when an episode kept first needs it.
+
+    A file whose episodes are all filtered out (``data.suite`` on a 40-task copy) is never extracted.
+    """
+
+    def __init__(self, path: Path, rows: int, cache_dir: Path | None):
+        super().__init__()
+        self.path, self.rows, self.cache_dir = path, rows, cache_dir
+
+    def __missing__(self, key: str) -> tuple:
+        mapped, offsets = cached_frames(self.path, key, self.cache_dir)
+        if len(offsets) - 1 != self.rows:
+            raise DamagedDataset(f"{self.path}: {len(offsets) - 1} frames of {key} for {self.rows} rows")
+        self[key] = mapped, offsets
+        return mapped, offsets
+
+
+def _read_table(path: Path, names: dict[str, str], cache_dir: Path | None) -> tuple[pa.Table, _CachedImages]:
+    """The file's vector and index columns in memory; its image columns from the frame cache, on demand."""
     table = _read_parquet(path, [names["proprio"], names["action"], "timestamp", "episode_index", "task_index"])
-    images = {}
-    for key in (k for n, k in names.items() if n in ("agentview", "wrist") and features[k]["dtype"] == "image"):
-        mapped, offsets = cached_frames(path, key, cache_dir)
-        if len(offsets) - 1 != table.num_rows:
-            raise DamagedDataset(f"{path}: {len(offsets) - 1} frames of {key} for {table.num_rows} rows")
-        images[key] = mapped, offsets
-    return table, images
+    return table, _CachedImages(path, table.num_rows, cache_dir)
 
 
 def _episode(root: Path, info: dict, names: dict[str, str], ep: dict, read: tuple[pa.Table, dict],
-             tasks: dict[int, str], cache: VideoCache) -> Demo:
+             tasks: dict[int, str], cache: VideoCache, keep: Callable[[str], bool]) -> Demo:
+    """One episode; its frames only when ``keep`` accepts its instruction (else none: it is dropped)."""
     table, images = read
     e = int(ep["episode_index"])
     source = f"{root}:episode_{e}"
@@ -215,7 +228,7 @@ def _episode(root: Path, info: dict, names: dict[str, str], ep: dict, read: tupl
     if task_index not in tasks:
         raise DamagedDataset(f"{source}: task_index {task_index} is not in the dataset's tasks")
     frames = {}
-    for view in ("agentview", "wrist"):
+    for view in ("agentview", "wrist") if keep(tasks[task_index]) else ():
         key = names.get(view)
         if key is None:
             continue
