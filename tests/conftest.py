@@ -3,11 +3,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+# LeRobot frame caches of the tests' datasets go to one temporary folder per session, not ~/.cache/sfbench
+os.environ.setdefault("SFBENCH_CACHE_DIR", tempfile.mkdtemp(prefix="sfbench-test-cache-"))
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -1,4 +1,4 @@
-"""LeRobot PNG frames are served from a memory-mapped cache file, extracted once per parquet file and camera."""
+"""LeRobot PNG frames are served from a cache file, extracted once per parquet file and camera."""
 
 from __future__ import annotations
 
@@ -210,3 +210,13 @@ def test_files_of_filtered_out_episodes_are_not_extracted(tmp_path: Path):
     extracted = {p.name for p in (tmp_path / "cache").glob("*.bin")}
     assert extracted == {cache_path(f, key, tmp_path / "cache").name for f in files[0::2] for key in CAMERAS}
     assert demos[1].images["wrist"].encoded(2) == _stored(files[2], CAMERAS[1])[2]
+
+
+def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("SFBENCH_CACHE_DIR", str(tmp_path / "sf"))
+    assert image_cache.default_cache_dir() == tmp_path / "sf" / "lerobot"
+    monkeypatch.delenv("SFBENCH_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert image_cache.default_cache_dir() == tmp_path / "xdg" / "sfbench" / "lerobot"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert image_cache.default_cache_dir() == Path.home() / ".cache" / "sfbench" / "lerobot"

@@ -1,4 +1,4 @@
-"""LeRobot PNG-in-parquet frames stay encoded (the PNG bytes, in a memory-mapped cache file) and are decoded at
+"""LeRobot PNG-in-parquet frames stay encoded (the PNG bytes, in a cache file read by range) and are decoded at
 each access."""
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ from sfbench.train.data.frames import PNG_MAGIC, EncodedFrames, MappedFile
 from tests.train.test_train_datasets import DATASETS
 
 
-def test_png_frames_are_held_as_their_bytes_in_one_mapped_file_per_file_and_camera(tmp_path):
+def test_png_frames_are_held_as_their_bytes_in_one_cache_file_per_file_and_camera(tmp_path):
     demos = load_demos(DATASETS["lerobot"], cache_dir=tmp_path)
     views = [d.images[v] for d in demos for v in ("agentview", "wrist")]
     assert all(isinstance(f, EncodedFrames) and isinstance(f.buffer, MappedFile) for f in views)
     buffers = {id(f.buffer): f.buffer for f in views}
-    assert len(buffers) == 2, "one mapped cache file per parquet file and camera"
+    assert len(buffers) == 2, "one cache file per parquet file and camera"
     for view in ("agentview", "wrist"):
         assert demos[0].images[view].buffer is demos[1].images[view].buffer, \
-            "the episodes of one parquet file share its mapped frames, not copies"
+            "the episodes of one parquet file share its cache file, not copies"
     held = sum(b.path.stat().st_size for b in buffers.values())
     encoded = sum(len(f.encoded(t)) for f in views for t in range(len(f)))
     decoded = sum(int(np.prod(f.shape)) for f in views)

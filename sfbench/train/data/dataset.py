@@ -32,9 +32,10 @@ class DataConfig:
             dataset, e.g. libero_spatial out of a combined 40-task copy; null keeps every episode.
         keys: Dataset keys for sfbench's names (``agentview``, ``wrist``, ``proprio``, ``action``) when an RLDS
             or LeRobot copy names them differently; null uses the format's defaults / ``info.json``.
-        cache_dir: Where the PNG frames of a LeRobot dataset are extracted once, memory-mapped, so they are
-            not held in RAM; null = ``$XDG_CACHE_HOME/sfbench/lerobot`` (``~/.cache/sfbench/lerobot``). A
-            frame file is rebuilt when its parquet file changes; the dataset dir itself may be read-only.
+        cache_dir: Where the PNG frames of a LeRobot dataset are extracted once, to be read from disk by byte
+            range instead of held in RAM; null = ``$SFBENCH_CACHE_DIR/lerobot``, else ``~/.cache/sfbench/lerobot``
+            (``$XDG_CACHE_HOME``). A frame file is rebuilt when its parquet file changes; the dataset dir
+            itself may be read-only.
         fraction: Fraction of each task's demos used (data-efficiency curves); 1.0 = all.
         demos_per_task: Use exactly this many demos per task instead (overrides ``fraction``).
         subset_seed: Seed of the deterministic demo subset.

@@ -60,7 +60,7 @@ def load_demos(path: str | Path, *, suite: str | None = None, keys: dict[str, st
         path: An HDF5 file or directory, an RLDS dir, or a LeRobotDataset root.
         suite: Keep only the episodes of this suite's tasks (a combined 40-task dataset); None keeps all.
         keys: Override of the dataset keys (``agentview``, ``wrist``, ``proprio``, ``action``) for RLDS and LeRobot.
-        cache_dir: Where LeRobot PNG frames are cached, memory-mapped (:mod:`sfbench.train.data.image_cache`);
+        cache_dir: Where LeRobot PNG frames are cached, read by byte range (:mod:`sfbench.train.data.image_cache`);
             None = ``~/.cache/sfbench/lerobot``.
     """
     fmt = detect_format(path)

@@ -1,4 +1,4 @@
-"""PNG bytes of a LeRobot parquet image column, extracted once into a memory-mapped cache file.
+"""PNG bytes of a LeRobot parquet image column, extracted once into a cache file read by range.
 
 ``HuggingFaceVLA/libero`` keeps its frames as PNG inside parquet (~70 GB over 273k steps; a libero_spatial-size
 subset is ~13.5 GB), so reading the columns with ``pq.read_table`` would put all of it in process memory. Instead
@@ -6,8 +6,9 @@ each (parquet file, camera) is streamed once, one record batch at a time, into a
 each frame's byte range from it (:class:`~sfbench.train.data.frames.MappedFile`, ``pread`` while unmapped): the
 pages belong to the OS page cache, shared by DataLoader workers, neither held by nor counted in the process.
 
-The cache lives in ``data.cache_dir`` (default ``$XDG_CACHE_HOME/sfbench/lerobot``, i.e.
-``~/.cache/sfbench/lerobot``, next to where ``datasets`` and LeRobot keep theirs), so a read-only dataset works.
+The cache lives in ``data.cache_dir`` (default ``$SFBENCH_CACHE_DIR/lerobot``, else
+``$XDG_CACHE_HOME/sfbench/lerobot``, i.e. ``~/.cache/sfbench/lerobot``, next to where ``datasets`` and LeRobot
+keep theirs), so a read-only dataset works.
 A cache file is named by a hash of the parquet file's resolved path and the camera key, and records the parquet
 file's size and mtime: a changed file is extracted again. Files are written to a temporary name and renamed, so
 a reader never sees a half-written cache; concurrent loads (the ranks of one run) take a lock file beside it, so
@@ -51,7 +52,9 @@ READ_BUFFER = 1 << 20  # bytes read from the parquet file at a time
 
 
 def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/sfbench/lerobot`` (``~/.cache/sfbench/lerobot`` when the variable is unset)."""
+    """``$SFBENCH_CACHE_DIR/lerobot``, else ``$XDG_CACHE_HOME/sfbench/lerobot`` (``~/.cache/sfbench/lerobot``)."""
+    if os.environ.get("SFBENCH_CACHE_DIR"):
+        return Path(os.environ["SFBENCH_CACHE_DIR"]) / "lerobot"
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "sfbench" / "lerobot"
 

@@ -158,7 +158,7 @@ def load_lerobot(root: Path, matcher: TaskMatcher, keys: dict[str, str] | None =
                  cache: VideoCache | None = None, cache_dir: Path | None = None) -> list[Demo]:
     """Every episode of a LeRobotDataset root kept by ``matcher``, frames lazily decoded.
 
-    PNG frames in parquet are served from a memory-mapped cache in ``cache_dir``
+    PNG frames in parquet are served from a frame cache in ``cache_dir``
     (:mod:`sfbench.train.data.image_cache`; None = its default), extracted on first load.
     """
     info = read_info(root)
