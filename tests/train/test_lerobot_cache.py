@@ -220,3 +220,16 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     assert image_cache.default_cache_dir() == tmp_path / "xdg" / "sfbench" / "lerobot"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert image_cache.default_cache_dir() == Path.home() / ".cache" / "sfbench" / "lerobot"
+
+
+def test_bad_cache_dir_is_refused_before_a_run_dir_is_made(tmp_path: Path, capsys: pytest.CaptureFixture):
+    from sfbench.cli import main
+
+    (tmp_path / "a_file").write_text("")
+    bad = tmp_path / "a_file" / "frames"
+    with pytest.raises(InvalidConfig, match="is not a directory"):
+        DataConfig(path=str(DATASETS["lerobot"]), cache_dir=str(bad))
+    code = main(["train", "policy=tiny_vla", f"data.path={DATASETS['lerobot']}", f"data.cache_dir={bad}",
+                 f"output_dir={tmp_path / 'out'}", "train.steps=1"])
+    assert code == 2 and "data.cache_dir=" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

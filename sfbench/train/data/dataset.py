@@ -16,6 +16,7 @@ from sfbench.core.normalize import compute_stats, normalize
 from sfbench.train.data.demos import Demo
 from sfbench.train.data.formats import load_demos
 from sfbench.train.data.frames import JPEG_MAGIC, EncodedFrames
+from sfbench.train.data.image_cache import check_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class DataConfig:
             raise InvalidConfig(f"data.fraction={self.fraction} must be in (0, 1]")
         if self.demos_per_task is not None and self.demos_per_task < 1:
             raise InvalidConfig(f"data.demos_per_task={self.demos_per_task} must be >= 1")
+        if self.cache_dir is not None:
+            check_cache_dir(self.cache_dir)
 
 
 def find_files(path: str) -> list[Path]:

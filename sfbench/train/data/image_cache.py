@@ -129,6 +129,16 @@ def _extract(parquet: Path, key: str, target: Path, stat: os.stat_result) -> Non
             os.unlink(tmp)
 
 
+def check_cache_dir(cache_dir: str | Path) -> None:
+    """Refuse a ``data.cache_dir`` that cannot be created or written, without creating anything."""
+    path = Path(cache_dir).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not a directory" if not existing.is_dir() else "is not writable"
+        raise InvalidConfig(f"data.cache_dir={cache_dir}: {existing} {what}; set data.cache_dir to a writable "
+                            "directory for the LeRobot frame cache")
+
+
 def _writable(cache_dir: Path) -> Path:
     """``cache_dir``, created; one error line naming ``data.cache_dir`` when it cannot be written."""
     try:
