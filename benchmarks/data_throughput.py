@@ -37,8 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from oft_train_step import TINY_VGGT, timed_step, trainer, write_vggt
-from PIL import Image
-from synthetic_demos import write_demos
+from synthetic_demos import camera_like_frames, write_demos
 
 from sfbench.policies.openvla_oft.tiny import write_tiny_checkpoint
 from sfbench.train.data.dataset import DataConfig, load_dataset
@@ -55,23 +54,13 @@ POOL = 96  # distinct frames per view
 BATCH = 8
 
 
-def synthetic_frames(n: int, seed: int) -> list[bytes]:
-    """``n`` JPEGs of 256x256 smooth colour fields (bicubic 8x8 cells) plus Gaussian noise."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        cells = Image.fromarray(rng.uniform(0, 255, (8, 8, 3)).astype(np.uint8))
-        smooth = np.asarray(cells.resize((256, 256), Image.BICUBIC), np.float32)
-        out.append(encode_jpeg(np.clip(smooth + rng.normal(0, NOISE_SIGMA, smooth.shape), 0, 255).astype(np.uint8)))
-    return out
-
-
 def write_dataset(root: Path, n_episodes: int, n_steps: int) -> Path:
     """The synthetic suite under ``root/<episodes>x<steps>`` (kept between runs; its info file is written last)."""
     vdir = root / f"{n_episodes}x{n_steps}" / "libero_spatial_no_noops" / "1.0.0"
     if (vdir / "dataset_info.json").is_file():
         return vdir.parent
-    pools = {"image": synthetic_frames(POOL, 0), "wrist_image": synthetic_frames(POOL, 1)}
+    pools = {key: camera_like_frames(POOL, seed, NOISE_SIGMA, encode_jpeg)
+             for seed, key in enumerate(("image", "wrist_image"))}
     lengths = np.diff(np.linspace(0, n_steps, n_episodes + 1).round().astype(int))
     instructions = suite_instructions("libero_spatial")
     rng = np.random.default_rng(2)
@@ -154,7 +143,7 @@ def main(args: argparse.Namespace) -> None:
     print(f"dataset: {suite}, {args.episodes} episodes, {args.total_steps} steps, {len(shards)} shards, "
           f"{size / 1e9:.3f} GB "
           f"(ready in {time.perf_counter() - start:.1f} s)")
-    frames = synthetic_frames(POOL, 0) + synthetic_frames(POOL, 1)
+    frames = [f for seed in (0, 1) for f in camera_like_frames(POOL, seed, NOISE_SIGMA, encode_jpeg)]
     print(f"JPEG bytes/frame: {statistics.mean(map(len, frames)):.0f} synthetic (pool mean), "
           f"{size / (2 * args.total_steps):.0f} in the shards (with step data and framing); released libero_spatial "
           f"{RELEASED_BYTES_PER_FRAME:.0f}")

@@ -30,7 +30,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from synthetic_demos import camera_like_frames
 
 from sfbench.train.data import lerobot_write
 from sfbench.train.data.dataset import DataConfig, load_dataset
@@ -42,17 +42,6 @@ EPISODES, STEPS = 432, 52_970  # libero_spatial (../shared/reference/datasets.md
 RELEASED_BYTES_PER_FRAME = 69.9e9 / (2 * 273_465)  # HuggingFaceVLA/libero
 NOISE_SIGMA = 3.5  # grey levels of noise on the smooth field: PNG size close to the released frames
 POOL = 32  # distinct frames per view
-
-
-def synthetic_pngs(n: int, seed: int) -> list[bytes]:
-    """``n`` PNGs of 256x256 smooth colour fields (bicubic 8x8 cells) plus Gaussian noise."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        cells = Image.fromarray(rng.uniform(0, 255, (8, 8, 3)).astype(np.uint8))
-        smooth = np.asarray(cells.resize((256, 256), Image.BICUBIC), np.float32)
-        out.append(encode_png(np.clip(smooth + rng.normal(0, NOISE_SIGMA, smooth.shape), 0, 255).astype(np.uint8)))
-    return out
 
 
 def distinct(png: bytes, i: int) -> bytes:
@@ -67,7 +56,7 @@ def write_dataset(root: Path, n_episodes: int, n_steps: int) -> Path:
     out = root / f"{n_episodes}x{n_steps}"
     if (out / "meta" / "info.json").is_file():
         return out
-    pool = synthetic_pngs(2 * POOL, 0)
+    pool = camera_like_frames(2 * POOL, 0, NOISE_SIGMA, encode_png)
     calls = iter(range(1 << 40))
     lerobot_write.encode_png = lambda image: distinct(pool[(i := next(calls)) % len(pool)], i)
     lerobot_write._image_stats = lambda frames: {"count": [len(frames)]}

@@ -1,10 +1,12 @@
-"""Synthetic demos in LIBERO's HDF5 layout (random images, depth and cameras), for the benchmarks."""
+"""Benchmark inputs: synthetic demos in LIBERO's HDF5 layout (random images, depth, cameras), camera-like frames."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from sfbench.train.data.demos import ROTATED, append_demo, demo_arrays
 
@@ -28,3 +30,18 @@ def write_demos(path: Path, demos: int = 2, steps: int = 12, size: int = 128, ge
         append_demo(path, demo_arrays(traj), init_state_index=d,
                     file_attrs={"instruction": "pick up the black bowl", "task_id": 0, "image_convention": ROTATED})
     return path
+
+
+def camera_like_frames(n: int, seed: int, noise_sigma: float, encode: Callable[[np.ndarray], bytes]) -> list[bytes]:
+    """``n`` encoded 256x256 frames: smooth colour fields (bicubic 8x8 cells) plus Gaussian noise.
+
+    ``noise_sigma`` (grey levels) sets how well they compress: pick it so that the encoded size is
+    close to the released dataset's frames.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        cells = Image.fromarray(rng.uniform(0, 255, (8, 8, 3)).astype(np.uint8))
+        smooth = np.asarray(cells.resize((256, 256), Image.BICUBIC), np.float32)
+        out.append(encode(np.clip(smooth + rng.normal(0, noise_sigma, smooth.shape), 0, 255).astype(np.uint8)))
+    return out
