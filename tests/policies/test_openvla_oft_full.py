@@ -16,11 +16,10 @@ from sfbench.policies.openvla_oft import OpenVLAOFTConfig, OpenVLAOFTPolicy
 from sfbench.policies.openvla_oft.tiny import write_tiny_checkpoint
 from sfbench.policies.openvla_oft.training import FULL_DIR, FULL_FILE, LORA_DIR, off_path_parameters
 from sfbench.train.rundir import latest_checkpoint
-from sfbench.train.trainer import Trainer, TrainJob
+from sfbench.train.trainer import Trainer
 from tests.conftest import interrupt_training
-from tests.train.test_demos import write_file
+from tests.policies.test_openvla_oft_training import job
 
-TEACHER = {"name": "geometry", "feature_dim": 16, "grid": 4}
 TASK = TaskSpec(suite="libero_spatial", task_id=0, name="t", instruction="do it", action_dim=7)
 
 
@@ -30,13 +29,8 @@ def base(tmp_path_factory):
 
 
 def full_job(tmp_path, base, name, policy="openvla_oft", **train):
-    data = tmp_path / "data"
-    if not data.exists():
-        write_file(data / "a_demo.hdf5", 2, t=6)
-    settings = {"steps": 2, "batch_size": 2, "save_every": 1, "log_every": 1, "progress": False,
-                "num_threads": 1} | train
-    return TrainJob(tmp_path / name, {"name": policy, "base": str(base), "lora_rank": 0}, {"path": str(data)},
-                    settings, dict(TEACHER), {"method": "sf"} if policy == "openvla_sf" else None)
+    return job(tmp_path, base, name, policy, lora={"lora_rank": 0}, **{"steps": 2, "save_every": 1, "num_threads": 1}
+               | train)
 
 
 @pytest.mark.parametrize("policy", ["openvla_sf", "openvla_3d"])

@@ -27,14 +27,16 @@ def base(tmp_path_factory):
     return write_tiny_checkpoint(tmp_path_factory.mktemp("oft") / "base", seed=1)
 
 
-def job(tmp_path, base, name, policy="openvla_sf", **train):
+def job(tmp_path, base, name, policy="openvla_sf", lora=None, **train):
+    """A few training steps of ``policy`` from ``base`` on two tiny demos (LoRA rank 4 unless ``lora`` says)."""
     data = tmp_path / "data"
     if not data.exists():
         write_file(data / "a_demo.hdf5", 2, t=6)
     settings = {"steps": 4, "batch_size": 2, "save_every": 2, "log_every": 1, "progress": False,
                 "num_threads": 2} | train
-    return TrainJob(tmp_path / name, {"name": policy, "base": str(base), "lora_rank": 4, "lora_alpha": 4},
-                    {"path": str(data)}, settings, dict(TEACHER), {"method": "sf"} if policy == "openvla_sf" else None)
+    keys = {"name": policy, "base": str(base)} | (lora or {"lora_rank": 4, "lora_alpha": 4})
+    return TrainJob(tmp_path / name, keys, {"path": str(data)}, settings, dict(TEACHER),
+                    {"method": "sf"} if policy == "openvla_sf" else None)
 
 
 def test_lora_trains_only_adapters_and_heads_and_merging_keeps_the_function(base):
