@@ -12,8 +12,9 @@ reads the summary the eval leaves beside it.
                step_<N>.done.json       written by the eval when it ends: run id and dir, successes, n
                step_<N>.log             the local subprocess's output
 ```
-A resumed trainer relaunches every request without a ``.done.json`` (the eval run resumes from
-its records) and logs every result not yet in ``metrics.jsonl``.
+Results are logged as they arrive, at their checkpoint's step: evals run side by side, so a later
+checkpoint's result can come first. A resumed trainer relaunches every request without a
+``.done.json`` (the eval run resumes from its records) and logs every result not yet in ``metrics.jsonl``.
 
     python -m sfbench.train.evaluation <train run>/evals/step_<N>.json   # what each launch runs
 """
