@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -61,6 +62,7 @@ def plot(table: list[dict], out: Path) -> None:
 
 
 def main() -> None:
+    """``python losses.py RUN [RUN ...]``: write losses.csv and losses.png."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--train", type=Path, default=Path("results/train"))
@@ -72,7 +74,7 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(table)
     plot(table, args.out.with_suffix(".png"))
-    print(f"{len(table)} rows -> {args.out.with_suffix('.csv')}, {args.out.with_suffix('.png')}")
+    sys.stdout.write(f"{len(table)} rows -> {args.out.with_suffix('.csv')}, {args.out.with_suffix('.png')}\n")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,7 @@ def mean_reference(trained: list, pairs: list, stats: dict) -> float:
 
 
 def main() -> None:
+    """``python openloop.py --demos DIR --checkpoint CKPT [...] --out JSON``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demos", type=Path, required=True)
     parser.add_argument("--checkpoint", type=Path, nargs="+", required=True)
@@ -82,7 +84,7 @@ def main() -> None:
         result["checkpoints"][str(ckpt)] = {k: errors(policy, v) for k, v in pairs.items()}
         result["checkpoints"][str(ckpt)]["mean_action_arm_l1"] = {
             k: mean_reference(pairs["trained"], v, policy.stats["action"]) for k, v in pairs.items()}
-        print(json.dumps({str(ckpt): result["checkpoints"][str(ckpt)]}), flush=True)
+        sys.stdout.write(json.dumps({str(ckpt): result["checkpoints"][str(ckpt)]}) + "\n")
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
