@@ -38,13 +38,13 @@ def samples(demos: list, stride: int) -> list[tuple[object, int]]:
 def errors(policy, pairs: list, batch: int = 16) -> dict[str, float]:
     """Mean normalised arm L1, per-dim arm L1 and gripper agreement over ``pairs``."""
     arm, grip = [], []
+    stats = {k: np.asarray(policy.stats["action"][k][:6]) for k in ("q01", "q99")}
     for i in range(0, len(pairs), batch):
         group = pairs[i:i + batch]
         obs = [{OBS_AGENTVIEW: d.images[OBS_AGENTVIEW][t], OBS_WRIST: d.images[OBS_WRIST][t],
                 OBS_PROPRIO: d.proprio[t], "instruction": d.instruction} for d, t in group]
         for (d, t), chunk in zip(group, policy.act_batch(obs), strict=True):
             target = chunk_actions(d.actions, t, CHUNK)
-            stats = {k: np.asarray(policy.stats["action"][k][:6]) for k in ("q01", "q99")}
             arm.append(np.abs(normalize(chunk[:, :6].astype(np.float64), stats)
                               - normalize(target[:, :6].astype(np.float64), stats)).mean(0))
             grip.append((np.sign(chunk[:, 6]) == np.sign(target[:, 6])).mean())
