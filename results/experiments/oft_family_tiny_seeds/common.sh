@@ -21,11 +21,15 @@ BASE=$TRAIN/$BASE_RUN/checkpoints/step_$(printf %06d $BASE_STEPS)   # what polic
 # layouts and instructions are never seen by the base.
 BASE_TASKS="[25,30,31,60,46,50,52,55,57,61]"
 
-# Fine-tuning: OFT's LoRA recipe (rank 32, alpha 16; AdamW 5e-4, x0.1 at 2/3), identical for every arm.
-STEPS=900
-EVAL_EVERY=300
-FINETUNE="policy.base=$BASE data.path=$SPATIAL data.init_states_below=40 train.steps=$STEPS train.batch_size=16
- train.save_every=$EVAL_EVERY train.num_threads=1 train.progress=false output_dir=$TRAIN"
+# Fine-tuning, identical for every arm: the recipe diagnosis 1 showed to learn, full fine-tuning
+# (policy.lora_rank=0) for 3,000 steps of batch 16 (AdamW 5e-4, x0.1 at 2/3), a checkpoint and an
+# evaluation every 1,000 steps. Stage 2 ran OFT's LoRA recipe instead by setting, before sourcing this
+# file, LORA_RANK=32 STEPS=900 EVAL_EVERY=300 (it learned too little: README, stage 2).
+LORA_RANK=${LORA_RANK:-0}
+STEPS=${STEPS:-3000}
+EVAL_EVERY=${EVAL_EVERY:-1000}
+FINETUNE="data.path=$SPATIAL data.init_states_below=40 train.steps=$STEPS train.batch_size=16
+ train.save_every=$EVAL_EVERY train.num_threads=1 train.progress=false output_dir=$TRAIN policy.lora_rank=$LORA_RANK"
 # Evaluation during training: held-out init states 40-49 of tasks 0-2 (30 episodes), the same for
 # every checkpoint, as ordinary eval runs in $EXP/runs (one subprocess per checkpoint), every $1 steps.
 eval_during() {
@@ -37,16 +41,18 @@ CURVE_EVAL="suite=libero_spatial protocol=libero_oft_fast eval.first_episode=40 
  eval.progress=false output_dir=$EXP/runs curves.train_dir=$TRAIN curves.output_dir=$EXP"
 ARM_3D="policy.depth_stride=4 policy.pointnet_widths=[32,64,256] policy.pointnet_stn_fc=[128,64]"
 
-# finetune <policy> <seed> <tag|-> <eval every> [overrides...]: one fine-tuning run from the base,
-# run id <policy>-s<seed>[-<tag>], its log in $TRAIN/<run id>.log.
+# finetune <policy> <seed> <tag|-> <eval every> [overrides...]: one fine-tuning run from $FROM (default:
+# the base), run id <policy>-s<seed>[-<tag>], its log in $TRAIN/<run id>.log.
 finetune() {
   local policy=$1 seed=$2 tag=$3 every=$4 run=$1-s$2
   shift 4
   [ "$tag" = - ] || run=$run-$tag
   mkdir -p $TRAIN
+  local log=$TRAIN/$run.log
+  [ "$DRY" = true ] && log=/dev/stdout   # a dry run prints its plan and leaves the run's log alone
   # shellcheck disable=SC2086,SC2046
-  sfbench train policy=$policy run_id=$run train.seed=$seed $FINETUNE $(eval_during $every) "$@" \
-    train.dry_run=$DRY > $TRAIN/$run.log 2>&1 || { cat $TRAIN/$run.log >&2; return 1; }
+  sfbench train policy=$policy run_id=$run train.seed=$seed policy.base=${FROM:-$BASE} $FINETUNE \
+    $(eval_during $every) "$@" train.dry_run=$DRY >> $log 2>&1 || { tail -20 $log >&2; return 1; }
 }
 export -f finetune eval_during
 export EXP TRAIN SPATIAL BASE FINETUNE DRY

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Stage 5 (planned estimate: ~10 min): curves, thresholds, bootstrap speedups and pooled paired
-# comparisons, from the eval runs the trainers made (sfbench curves finds them by their run ids and
-# evaluates only what is missing). Thresholds 0.3 / 0.5 / 0.66 are fixed before any evaluation.
+# Stage 5 (planned estimate: ~10 min), after stages 3a-3c and 4a-4b: curves, thresholds, bootstrap
+# speedups and pooled paired comparisons, from the eval runs the trainers made (sfbench curves finds
+# them by their run ids and evaluates only what is missing). Thresholds 0.3 / 0.5 / 0.66 are fixed before any evaluation.
 source "$(dirname "$0")/common.sh"
-SEEDS="openvla_oft-s7,openvla_oft-s8,openvla_oft-s9,openvla_sf-s7,openvla_sf-s8,openvla_sf-s9,openvla_3d-s7,openvla_3d-s8"
+SEEDS="openvla_oft-s7-full3k,openvla_oft-s8-full3k,openvla_oft-s9-full3k,openvla_sf-s7-full3k,openvla_sf-s8-full3k"
+SEEDS="$SEEDS,openvla_sf-s9-full3k,openvla_3d-s7-full3k"
 # shellcheck disable=SC2086
 sfbench curves kind=convergence runs=[$SEEDS] curves.name=convergence curves.threshold=[0.3,0.5,0.66] \
   curves.baseline=openvla_oft $CURVE_EVAL | tee $EXP/convergence.txt
-DATA="openvla_oft-s7-f0.25,openvla_oft-s7-f0.5,openvla_oft-s7,openvla_oft-s8,openvla_oft-s9"
-DATA="$DATA,openvla_sf-s7-f0.25,openvla_sf-s7-f0.5,openvla_sf-s7,openvla_sf-s8,openvla_sf-s9"
+DATA="openvla_oft-s7-full3k-f0.25,openvla_oft-s7-full3k-f0.5,openvla_oft-s7-full3k,openvla_oft-s8-full3k,openvla_oft-s9-full3k"
+DATA="$DATA,openvla_sf-s7-full3k-f0.25,openvla_sf-s7-full3k-f0.5,openvla_sf-s7-full3k,openvla_sf-s8-full3k"
+DATA="$DATA,openvla_sf-s9-full3k"
 # shellcheck disable=SC2086
 sfbench curves kind=data_efficiency runs=[$DATA] curves.name=data_efficiency curves.threshold=[0.3,0.5,0.66] \
   curves.baseline=openvla_oft $CURVE_EVAL | tee $EXP/data_efficiency.txt
@@ -18,7 +20,7 @@ final() { python -c "import csv,sys; print(next(r['eval_runs'].split()[int(sys.a
 for i in 0 1 2; do
   sfbench compare runs=[$(final openvla_sf $i),$(final openvla_oft $i)] output_dir=$EXP/runs | tee $EXP/compare_sf_vs_oft_seed$i.txt
 done
-for i in 0 1; do
+for i in 0; do
   sfbench compare runs=[$(final openvla_3d $i),$(final openvla_oft $i)] output_dir=$EXP/runs | tee $EXP/compare_3d_vs_oft_seed$i.txt
 done
 # ... and pooled over seeds, with the speedup ratios' bootstrap intervals (seeds and episodes resampled).
