@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stage 5 (planned estimate: ~10 min), after stages 3a-3c and 4a-4b: curves, thresholds, bootstrap
 # speedups and pooled paired comparisons, from the eval runs the trainers made (sfbench curves finds
-# them by their run ids and evaluates only what is missing). Thresholds 0.3 / 0.5 / 0.66 are fixed before any evaluation.
+# them by their run ids and evaluates only what is missing). Thresholds 0.3 / 0.5 / 0.66 are fixed
+# before any evaluation.
 source "$(dirname "$0")/common.sh"
 SEEDS="openvla_oft-s7-full3k,openvla_oft-s8-full3k,openvla_oft-s9-full3k,openvla_sf-s7-full3k,openvla_sf-s8-full3k"
 SEEDS="$SEEDS,openvla_sf-s9-full3k,openvla_3d-s7-full3k"
