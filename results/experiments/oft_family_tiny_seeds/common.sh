@@ -54,5 +54,12 @@ finetune() {
   sfbench train policy=$policy run_id=$run train.seed=$seed policy.base=${FROM:-$BASE} $FINETUNE \
     $(eval_during $every) "$@" train.dry_run=$DRY >> $log 2>&1 || { tail -20 $log >&2; return 1; }
 }
+# finetune_each <jobs> <run line>...: the runs (finetune's arguments, one line each), <jobs> at once.
+finetune_each() {
+  local jobs=$1
+  shift
+  test -f $BASE/training_state.pt || { echo "no base at $BASE: run stage 1 first" >&2; exit 2; }
+  printf '%s\n' "$@" | xargs -P $jobs -L 1 bash -c 'finetune "$@"' _
+}
 export -f finetune eval_during
 export EXP TRAIN SPATIAL BASE FINETUNE DRY

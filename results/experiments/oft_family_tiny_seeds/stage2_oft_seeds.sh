@@ -6,6 +6,5 @@
 # 1/270 (README), which led to diagnosis 1 and the full fine-tuning recipe of the later stages.
 LORA_RANK=32 STEPS=900 EVAL_EVERY=300
 source "$(dirname "$0")/common.sh"
-test -f $BASE/training_state.pt || { echo "no base at $BASE: run stage 1 first" >&2; exit 2; }
-printf '%s\n' "openvla_oft 7 - $EVAL_EVERY" "openvla_oft 8 - $EVAL_EVERY" "openvla_oft 9 - $EVAL_EVERY" \
-  "openvla_3d 7 - $EVAL_EVERY $ARM_3D" | xargs -P 3 -L 1 bash -c 'finetune "$@"' _
+finetune_each 3 "openvla_oft 7 - $EVAL_EVERY" "openvla_oft 8 - $EVAL_EVERY" "openvla_oft 9 - $EVAL_EVERY" \
+  "openvla_3d 7 - $EVAL_EVERY $ARM_3D"

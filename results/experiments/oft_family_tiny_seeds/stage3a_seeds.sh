@@ -4,6 +4,4 @@
 # cameras: a stand-in for VGGT, whose weights cannot be downloaded here), and openvla_oft seed 8. Seed 7
 # of openvla_oft is diagnosis 1's run openvla_oft-s7-full3k (same recipe). Two runs at once.
 source "$(dirname "$0")/common.sh"
-test -f $BASE/training_state.pt || { echo "no base at $BASE: run stage 1 first" >&2; exit 2; }
-printf '%s\n' "openvla_sf 7 full3k $EVAL_EVERY teacher=geometry" "openvla_oft 8 full3k $EVAL_EVERY" |
-  xargs -P 2 -L 1 bash -c 'finetune "$@"' _
+finetune_each 2 "openvla_sf 7 full3k $EVAL_EVERY teacher=geometry" "openvla_oft 8 full3k $EVAL_EVERY"

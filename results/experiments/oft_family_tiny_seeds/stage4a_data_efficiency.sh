@@ -3,6 +3,5 @@
 # training demos (10, a nested subset), same steps; only the final checkpoint is evaluated. The 100%
 # points are the seed runs of stage 3 (and diagnosis 1). Two runs at once.
 source "$(dirname "$0")/common.sh"
-test -f $BASE/training_state.pt || { echo "no base at $BASE: run stage 1 first" >&2; exit 2; }
-printf '%s\n' "openvla_oft 7 full3k-f0.25 $STEPS data.fraction=0.25" \
-  "openvla_sf 7 full3k-f0.25 $STEPS teacher=geometry data.fraction=0.25" | xargs -P 2 -L 1 bash -c 'finetune "$@"' _
+finetune_each 2 "openvla_oft 7 full3k-f0.25 $STEPS data.fraction=0.25" \
+  "openvla_sf 7 full3k-f0.25 $STEPS teacher=geometry data.fraction=0.25"
