@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import signal
 import socket
 from typing import Any
 
@@ -48,12 +49,19 @@ def build_server(cfg: DictConfig) -> PolicyServer:
 
 
 def run_serve(cfg: DictConfig, announce: Any = print) -> None:
-    """Serve until interrupted; ``announce`` gets the line saying where."""
+    """Serve until SIGINT or SIGTERM, then close the connections; ``announce`` gets where.
+
+    The signals are taken by the event loop: a handler raising in the main thread would land inside
+    whatever task step is running, and asyncio keeps such an exception in that task (a connection's),
+    so the server would go on serving.
+    """
     server = build_server(cfg)
 
     async def main() -> None:
-        ready = asyncio.Event()
-        task = asyncio.ensure_future(server.serve_forever(ready))
+        ready, stop = asyncio.Event(), asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        task = asyncio.ensure_future(server.serve_forever(ready, stop))
         await asyncio.wait({task, asyncio.ensure_future(ready.wait())}, return_when=asyncio.FIRST_COMPLETED)
         if ready.is_set():
             c, meta = server.config, server.batcher.metadata
