@@ -68,9 +68,16 @@ def plan_train(resolved: Resolved) -> str | None:
         latest = latest_checkpoint(job.run_dir) if job.run_dir.is_dir() else None
         start = f"resumes from {latest}" if latest else "starts at step 0"
         lines += [f"  {job.run_dir}: policy {cfg['policy']['name']}, {cfg['train']['steps']} steps of batch "
-                  f"{cfg['train']['batch_size']}, data {cfg['data']['path']}, {start}"
+                  f"{cfg['train']['batch_size']}, data {cfg['data']['path']}{_subset_plan(cfg['data'])}, {start}"
                   + (", Spatial Forcing (align)" if job.align else "") + _eval_plan(cfg["train"])]
     return "\n".join(lines)
+
+
+def _subset_plan(data: dict[str, Any]) -> str:
+    """The dry-run words for a demo subset ('' when every demo is used)."""
+    if data.get("demos_per_task") is not None:
+        return f" ({data['demos_per_task']} demos per task)"
+    return f" ({data['fraction']:.0%} of each task's demos)" if data.get("fraction", 1.0) < 1.0 else ""
 
 
 def _eval_plan(train: dict[str, Any]) -> str:

@@ -145,3 +145,17 @@ def test_on_slurm_each_checkpoint_is_evaluated_by_its_own_job(tmp_path):
     assert record["job_id"], "the eval ran in a SLURM job"
     assert (run_dir / "evals" / "submitit").is_dir()
     assert [(m["step"], m["eval/episodes"]) for m in metrics(run_dir) if SUCCESS in m] == [(4, 1)]
+
+
+@pytest.mark.parametrize(("subset", "words"), [
+    ([], "data {data}, starts at step 0"),
+    (["data.fraction=0.25"], "data {data} (25% of each task's demos), starts"),
+    (["data.demos_per_task=3"], "data {data} (3 demos per task), starts"),
+])
+def test_the_dry_run_names_the_demo_subset_and_the_evaluation_plan(tmp_path, subset, words):
+    data = demos(tmp_path)
+    proc = run_cli(*train_args(tmp_path, data, *subset, "train.dry_run=true"))
+    assert proc.returncode == 0, proc.stderr
+    assert words.format(data=data) in proc.stdout, proc.stdout
+    assert "every 2 steps an eval run on libero_spatial tasks [0], 1 episodes per task" in proc.stdout
+    assert not (tmp_path / "train").exists() and not (tmp_path / "runs").exists()

@@ -1,29 +1,20 @@
 #!/usr/bin/env bash
-# Stage 5 (planned estimate: ~10 min), after stages 3a-3c and 4a-4b: curves, thresholds, bootstrap
-# speedups and pooled paired comparisons, from the eval runs the trainers made (sfbench curves finds
-# them by their run ids and evaluates only what is missing). Thresholds 0.3 / 0.5 / 0.66 are fixed
-# before any evaluation.
+# Stage 5a (~1 min), after stages 3a-3c: the convergence curve, its thresholds, the bootstrap speedups and
+# the paired comparisons, from the eval runs the trainers made (sfbench curves finds them by their run
+# ids and evaluates only what is missing). Thresholds 0.3 / 0.5 / 0.66 were fixed before any evaluation.
 source "$(dirname "$0")/common.sh"
 SEEDS="openvla_oft-s7-full3k,openvla_oft-s8-full3k,openvla_oft-s9-full3k,openvla_sf-s7-full3k,openvla_sf-s8-full3k"
 SEEDS="$SEEDS,openvla_sf-s9-full3k,openvla_3d-s7-full3k"
 # shellcheck disable=SC2086
 sfbench curves kind=convergence runs=[$SEEDS] curves.name=convergence curves.threshold=[0.3,0.5,0.66] \
   curves.baseline=openvla_oft $CURVE_EVAL | tee $EXP/convergence.txt
-DATA="openvla_oft-s7-full3k-f0.25,openvla_oft-s7-full3k-f0.5,openvla_oft-s7-full3k,openvla_oft-s8-full3k,openvla_oft-s9-full3k"
-DATA="$DATA,openvla_sf-s7-full3k-f0.25,openvla_sf-s7-full3k-f0.5,openvla_sf-s7-full3k,openvla_sf-s8-full3k"
-DATA="$DATA,openvla_sf-s9-full3k"
-# shellcheck disable=SC2086
-sfbench curves kind=data_efficiency runs=[$DATA] curves.name=data_efficiency curves.threshold=[0.3,0.5,0.66] \
-  curves.baseline=openvla_oft $CURVE_EVAL | tee $EXP/data_efficiency.txt
 # Paired comparisons of the final checkpoints, seed by seed (same 30 init states) ...
 final() { python -c "import csv,sys; print(next(r['eval_runs'].split()[int(sys.argv[2])] for r in
   csv.DictReader(open('$EXP/convergence/points.csv')) if r['label'] == sys.argv[1] and r['training step'] == '$STEPS'))" "$@"; }
 for i in 0 1 2; do
   sfbench compare runs=[$(final openvla_sf $i),$(final openvla_oft $i)] output_dir=$EXP/runs | tee $EXP/compare_sf_vs_oft_seed$i.txt
 done
-for i in 0; do
-  sfbench compare runs=[$(final openvla_3d $i),$(final openvla_oft $i)] output_dir=$EXP/runs | tee $EXP/compare_3d_vs_oft_seed$i.txt
-done
+sfbench compare runs=[$(final openvla_3d 0),$(final openvla_oft 0)] output_dir=$EXP/runs | tee $EXP/compare_3d_vs_oft_seed0.txt
 # ... and pooled over seeds, with the speedup ratios' bootstrap intervals (seeds and episodes resampled).
 python $EXP/analyze.py --curve $EXP/convergence --runs $EXP/runs --baseline openvla_oft --thresholds 0.3 0.5 0.66 \
   --out $EXP/analysis.json | tee $EXP/analysis.txt
