@@ -44,7 +44,8 @@ def test_crossings_speedups_and_paired_tests_pool_the_seeds():
     assert paired["seed_pairs"] == 3 and paired["episodes"] == 90
     assert paired["difference"] == pytest.approx((27 * 3 - 21 - 21 - 24) / 90)
     assert paired["ci_low"] < paired["difference"] < paired["ci_high"]
-    assert analyze.table(result, "oft").count("\n") == 8
+    assert analyze.table(result, "oft").count("\n") == 10
+    assert result["paired_by_step"]["sf"][900] == paired and len(result["paired_by_step"]["sf"]) == 3
 
 
 def test_exact_mcnemar_and_the_interval_of_censored_resamples():

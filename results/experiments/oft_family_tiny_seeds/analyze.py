@@ -10,9 +10,9 @@ run was evaluated on the same episodes (task, init state), so the design is pair
   bootstrap: each resample draws every arm's seeds with replacement (independently per arm) and the
   episodes with replacement (one draw shared by all arms and steps, keeping the pairing). A curve that
   never reaches the threshold crosses at infinity (ratio 0 or inf); both never: undefined, counted.
-- Paired comparison at one step: seed i of the arm against seed i of the baseline (run ids in order),
-  episode by episode; the mean difference with a bootstrap interval (seed pairs and episodes resampled)
-  and an exact two-sided McNemar test on the pooled discordant pairs.
+- Paired comparison at each step (the final one also under "paired"): seed i of the arm against seed i
+  of the baseline (run ids in order), episode by episode; the mean difference with a bootstrap interval
+  (seed pairs and episodes resampled) and an exact two-sided McNemar test on the pooled discordant pairs.
 
     python analyze.py --curve <exp>/convergence --runs <exp>/runs --baseline openvla_oft --out analysis.json
 """
@@ -119,7 +119,7 @@ def analyze(outcomes: Outcomes, baseline: str, thresholds: list[float], n_boot: 
     keys = sorted(set.intersection(*(set(o) for runs in outcomes.values() for r in runs.values() for o in r.values())))
     arrays = {label: as_array(outcomes, label, keys, steps) for label in outcomes}
     result = {"steps": steps, "episodes": len(keys), "seeds": {k: sorted(v) for k, v in outcomes.items()},
-              "thresholds": [], "final_step": steps[-1], "paired": {}}
+              "thresholds": [], "final_step": steps[-1], "paired": {}, "paired_by_step": {}}
     for t in thresholds:
         pooled = {label: crossing(a.mean(axis=(0, 2)), steps, t) for label, a in arrays.items()}
         boot = bootstrap_ratios(arrays, steps, t, baseline, n_boot)
@@ -133,6 +133,8 @@ def analyze(outcomes: Outcomes, baseline: str, thresholds: list[float], n_boot: 
     for label, a in arrays.items():
         if label != baseline:
             result["paired"][label] = paired(a[:, -1], arrays[baseline][:, -1], n_boot)
+            result["paired_by_step"][label] = {s: paired(a[:, i], arrays[baseline][:, i], n_boot)
+                                               for i, s in enumerate(steps)}
     return result
 
 
@@ -147,11 +149,12 @@ def table(result: dict, baseline: str) -> str:
             pooled = "not reached" if math.isinf(r["pooled"]) else f"{r['pooled']:g}"
             lines.append(f"  {label:<14} {per_seed:<20} | {pooled:<12} speedup {r['speedup']:.2f} "
                          f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}] (undefined in {100 * r['undefined_share']:.0f}%)")
-    lines.append(f"paired at step {result['final_step']} vs {baseline} (seed i with seed i, same episodes):")
-    for label, p in result["paired"].items():
-        lines.append(f"  {label:<14} {100 * p['difference']:+.1f} points [{100 * p['ci_low']:+.1f}, "
-                     f"{100 * p['ci_high']:+.1f}], {p['arm_only']} vs {p['baseline_only']} discordant, "
-                     f"McNemar p = {p['mcnemar_p']:.3g} ({p['seed_pairs']} seed pairs, {p['episodes']} pairs)")
+    lines.append(f"paired vs {baseline} at each step (seed i with seed i, same episodes):")
+    for label, by_step in result["paired_by_step"].items():
+        for step, p in by_step.items():
+            lines.append(f"  {label:<14} step {step:<6} {100 * p['difference']:+.1f} points [{100 * p['ci_low']:+.1f}, "
+                         f"{100 * p['ci_high']:+.1f}], {p['arm_only']} vs {p['baseline_only']} discordant, "
+                         f"McNemar p = {p['mcnemar_p']:.3g} ({p['seed_pairs']} seed pairs, {p['episodes']} pairs)")
     return "\n".join(lines)
 
 

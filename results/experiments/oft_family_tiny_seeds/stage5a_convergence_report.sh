@@ -18,4 +18,6 @@ sfbench compare runs=[$(final openvla_3d 0),$(final openvla_oft 0)] output_dir=$
 # ... and pooled over seeds, with the speedup ratios' bootstrap intervals (seeds and episodes resampled).
 python $EXP/analyze.py --curve $EXP/convergence --runs $EXP/runs --baseline openvla_oft --thresholds 0.3 0.5 0.66 \
   --out $EXP/analysis.json | tee $EXP/analysis.txt
+# The training losses of the seven runs, beside their in-training eval successes.
+python $EXP/losses.py --train $TRAIN --out $EXP/losses_full3k ${SEEDS//,/ }
 sfbench leaderboard results_dir=$EXP
