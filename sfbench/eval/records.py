@@ -44,6 +44,11 @@ class EpisodeRecord:
         return (self.suite, self.task_id, self.episode_index)
 
 
+def sfbench_versions(records: list[EpisodeRecord]) -> str:
+    """The sfbench versions that recorded ``records`` (comma-separated, sorted; "unknown" when unrecorded)."""
+    return ", ".join(sorted({r.versions.get("sfbench", "unknown") for r in records}))
+
+
 def append_record(path: Path, record: EpisodeRecord) -> None:
     """Append one record (see :func:`append_line`)."""
     append_line(path, asdict(record))

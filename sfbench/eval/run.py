@@ -10,14 +10,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from sfbench.config.schema import make_config
 from sfbench.config.tree import group_choices, load_protocol, make_suite_config
-from sfbench.core import provenance
 from sfbench.core.errors import InvalidConfig
 from sfbench.core.io import check_output_dir, check_run_id, write_json_atomic
 from sfbench.core.protocol import Protocol
 from sfbench.envs import check_suite, task_id, task_spec
 from sfbench.eval.dispatch import dispatch
 from sfbench.eval.locks import held
-from sfbench.eval.records import EpisodeRecord
+from sfbench.eval.records import EpisodeRecord, sfbench_versions
 from sfbench.eval.rundir import RunDir
 from sfbench.eval.shards import RunSpec, Shard, make_run_id, plan_shards
 from sfbench.launch.executors import LauncherConfig
@@ -169,7 +168,7 @@ def summarize(run_dir: Path) -> dict:
         "checkpoint": first.checkpoint,
         "protocol": first.protocol,
         "protocol_hash": first.protocol_hash,
-        "sfbench_version": provenance.versions()["sfbench"],
+        "sfbench_version": sfbench_versions(records),  # what ran the episodes, not what summed them
         **aggregate(records),
     }
     write_json_atomic(layout.summary, summary)

@@ -16,7 +16,7 @@ from pathlib import Path
 from sfbench import __version__
 from sfbench.config.tree import group_choices, load_suite
 from sfbench.core.errors import SfbenchError
-from sfbench.eval.records import EpisodeRecord, Located, dedupe
+from sfbench.eval.records import EpisodeRecord, Located, dedupe, sfbench_versions
 from sfbench.eval.rundir import RunDir
 from sfbench.report.aggregate import Rate, rate_of, wilson_interval
 
@@ -38,6 +38,8 @@ class Row:
     runs that differ in any policy setting never share a cell.
     ``tasks`` is ``all`` for the whole suite, else the task ids (``0-2,5``): a score over some
     tasks is never shown as a suite score. ``episodes_per_task`` is one number, or ``min-max``.
+    ``sfbench_version`` is the version (or versions) that recorded the episodes; for a paper row, the
+    version that read the table.
     """
 
     policy: str
@@ -57,11 +59,11 @@ class Row:
     sfbench_version: str
 
 
-def _row(key: tuple[str, ...], rate: Rate, source: str, day: str, per_task: str) -> Row:
+def _row(key: tuple[str, ...], rate: Rate, source: str, day: str, per_task: str, version: str = __version__) -> Row:
     policy, checkpoint, config, suite, tasks, protocol, phash = key
     r = lambda x: round(x, 4)  # noqa: E731
     return Row(policy, checkpoint, config, suite, tasks, per_task, protocol, phash, rate.n, r(rate.success_rate),
-               r(rate.ci_low), r(rate.ci_high), source, day, __version__)
+               r(rate.ci_low), r(rate.ci_high), source, day, version)
 
 
 def task_set(suite: str, task_ids: set[int]) -> str:
@@ -132,16 +134,17 @@ def measured_rows(*runs_dirs: Path) -> list[Row]:
     rows, by_group = [], defaultdict(dict)
     for key, recs in sorted(_cells(runs_dirs).items()):
         rate, day = rate_of(recs), max(r.finished_at for r in recs)[:10]
-        rows.append(_row(key, rate, "measured", day, _per_task(recs)))
+        rows.append(_row(key, rate, "measured", day, _per_task(recs), sfbench_versions(recs)))
         if key[4] == ALL_TASKS:
-            by_group[(*key[:3], *key[5:])][key[3]] = (rate, day, _per_task(recs))
+            by_group[(*key[:3], *key[5:])][key[3]] = (rate, day, _per_task(recs), sfbench_versions(recs))
     for (policy, ckpt, config, protocol, phash), suites in sorted(by_group.items()):
-        overall = _overall({s: r for s, (r, _, _) in suites.items()})
+        overall = _overall({s: r for s, (r, *_) in suites.items()})
         if overall:
-            day = max(d for _, d, _ in suites.values())
-            per_task = sorted({p for _, _, p in suites.values()})
+            day = max(d for _, d, _, _ in suites.values())
+            per_task = sorted({p for _, _, p, _ in suites.values()})
+            version = ", ".join(sorted({v for *_, vs in suites.values() for v in vs.split(", ")}))
             key = (policy, ckpt, config, "libero_overall", ALL_TASKS, protocol, phash)
-            rows.append(_row(key, overall, "measured", day, per_task[0] if len(per_task) == 1 else "mixed"))
+            rows.append(_row(key, overall, "measured", day, per_task[0] if len(per_task) == 1 else "mixed", version))
     return rows
 
 

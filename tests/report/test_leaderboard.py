@@ -51,3 +51,18 @@ def test_rows_over_different_task_sets_are_never_one_cell(tmp_path):
     cells = sorted((r["tasks"], r["episodes_per_task"], r["n_episodes"], r["success_rate"]) for r in rows)
     assert cells == [("0-2", "2", "6", "1.0"), ("3-4,7", "1", "3", "0.0")], "a 3-task score never reads as the suite's"
     assert not [r for r in rows if r["suite"] == "libero_overall"], "no overall from partial suites"
+
+
+def test_rows_and_summaries_name_the_sfbench_that_ran_the_episodes(tmp_path):
+    from sfbench.eval.run import summarize
+
+    old, new = {"sfbench": "0.1.0+aaaa"}, {"sfbench": "0.1.0+bbbb"}
+    suites = ["libero_spatial", "libero_object", "libero_goal", "libero_10"]
+    for i, suite in enumerate(suites):  # libero_10's episodes were recorded by a later sfbench
+        write_run(tmp_path, f"a{i}", [replace(rec(t, 0, True, suite=suite), versions=new if i == 3 else old)
+                                      for t in range(10)])
+    rows = {r["suite"]: r["sfbench_version"] for r in read(write_leaderboard(tmp_path))}
+    assert rows["libero_spatial"] == "0.1.0+aaaa" and rows["libero_10"] == "0.1.0+bbbb"
+    assert rows["libero_overall"] == "0.1.0+aaaa, 0.1.0+bbbb"
+    write_run(tmp_path, "mixed", [replace(rec(0, 0, True), versions=old), replace(rec(0, 1, True), versions={})])
+    assert summarize(tmp_path / "runs" / "mixed")["sfbench_version"] == "0.1.0+aaaa, unknown"
