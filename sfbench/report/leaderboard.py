@@ -136,13 +136,13 @@ def measured_rows(*runs_dirs: Path) -> list[Row]:
         rate, day = rate_of(recs), max(r.finished_at for r in recs)[:10]
         rows.append(_row(key, rate, "measured", day, _per_task(recs), sfbench_versions(recs)))
         if key[4] == ALL_TASKS:
-            by_group[(*key[:3], *key[5:])][key[3]] = (rate, day, _per_task(recs), sfbench_versions(recs))
+            by_group[(*key[:3], *key[5:])][key[3]] = (rate, day, _per_task(recs), recs)
     for (policy, ckpt, config, protocol, phash), suites in sorted(by_group.items()):
         overall = _overall({s: r for s, (r, *_) in suites.items()})
         if overall:
             day = max(d for _, d, _, _ in suites.values())
             per_task = sorted({p for _, _, p, _ in suites.values()})
-            version = ", ".join(sorted({v for *_, vs in suites.values() for v in vs.split(", ")}))
+            version = sfbench_versions([r for *_, recs in suites.values() for r in recs])
             key = (policy, ckpt, config, "libero_overall", ALL_TASKS, protocol, phash)
             rows.append(_row(key, overall, "measured", day, per_task[0] if len(per_task) == 1 else "mixed", version))
     return rows

@@ -132,9 +132,9 @@ def analyze(outcomes: Outcomes, baseline: str, thresholds: list[float], n_boot: 
         result["thresholds"].append({"threshold": t, "arms": rows})
     for label, a in arrays.items():
         if label != baseline:
-            result["paired"][label] = paired(a[:, -1], arrays[baseline][:, -1], n_boot)
             result["paired_by_step"][label] = {s: paired(a[:, i], arrays[baseline][:, i], n_boot)
                                                for i, s in enumerate(steps)}
+            result["paired"][label] = result["paired_by_step"][label][steps[-1]]
     return result
 
 
