@@ -189,6 +189,9 @@ def _check_same_run(spec: RunSpec, records: list[EpisodeRecord]) -> None:
 def start_run(cfg: DictConfig, spec: RunSpec, shards: list[Shard], overrides: list[str]) -> set[tuple]:
     """Check the run directory against ``spec``, then write its start files; returns the recorded keys.
 
+    A resume with the run's plan keeps the start files as first written: the config that began the run
+    stays its record, whichever command (``eval``, ``curves``, a trainer) resumes it.
+
     ``overrides`` are saved so that ``sfbench merge`` can print the command that finishes the run.
     """
     layout = RunDir(spec.run_dir)
@@ -197,13 +200,15 @@ def start_run(cfg: DictConfig, spec: RunSpec, shards: list[Shard], overrides: li
         records = layout.load_records()
         _check_same_run(spec, records)
         identity = run_identity(spec, shards)
-        if layout.has_command():
-            check_same_identity(spec.run_id, layout.load_command().get("identity"), identity)
-        command = [o for o in overrides if not o.startswith("run_id=")] + [f"run_id={spec.run_id}"]
-        layout.write_start(OmegaConf.to_yaml(cfg), {"hash": spec.protocol.hash, **spec.protocol.to_dict()}, {
-            "identity": identity, "overrides": command,
-            "shards": [{"task_id": s.task_id, "episodes": list(s.episodes)} for s in shards]})
-        return {r.key for r in layout.load_records()}  # under the plan just written
+        plan = [{"task_id": s.task_id, "episodes": list(s.episodes)} for s in shards]
+        stored = layout.load_command() if layout.has_command() else None
+        if stored is not None:
+            check_same_identity(spec.run_id, stored.get("identity"), identity)
+        if stored is None or stored.get("shards") != plan:  # a resume of the same plan keeps the files that began it
+            command = [o for o in overrides if not o.startswith("run_id=")] + [f"run_id={spec.run_id}"]
+            layout.write_start(OmegaConf.to_yaml(cfg), {"hash": spec.protocol.hash, **spec.protocol.to_dict()},
+                               {"identity": identity, "overrides": command, "shards": plan})
+        return {r.key for r in layout.load_records()}  # under the plan now on disk
 
 
 def run_identity(spec: RunSpec, shards: list[Shard]) -> dict:

@@ -267,3 +267,20 @@ def test_new_weights_at_the_same_path_are_another_run(tmp_path):
     start_run(cfg, replace(old_spec, checkpoint_sha=old.checkpoint_sha), shards, [])
     with pytest.raises(InvalidConfig, match=f"checkpoint_sha: '{old.checkpoint_sha}' -> '{new.checkpoint_sha}'"):
         start_run(cfg, old_spec, shards, [])
+
+
+def test_a_resume_of_the_same_plan_keeps_the_start_files_and_a_longer_plan_rewrites_them(tmp_path):
+    base = ["policy=zero", "eval.tasks=[0]", "eval.episodes_per_task=1", f"output_dir={tmp_path}", "run_id=same"]
+    cfg = compose_config("eval", base)
+    spec, shards = make_run_spec(cfg)
+    start_run(cfg, spec, shards, base)
+    layout = RunDir(spec.run_dir)
+    started = {p.name: p.read_bytes() for p in (layout.config, layout.path / "command.json")}
+    resumed = compose_config("eval", [*base[::-1], "eval.progress=false"])  # another order, another display key
+    start_run(resumed, *make_run_spec(resumed), [*base[::-1], "eval.progress=false"])
+    assert {p.name: p.read_bytes() for p in (layout.config, layout.path / "command.json")} == started
+    longer = compose_config("eval", [*base, "eval.episodes_per_task=2"])
+    start_run(longer, *make_run_spec(longer), [*base, "eval.episodes_per_task=2"])
+    command = layout.load_command()
+    assert command["shards"] == [{"task_id": 0, "episodes": [0, 1]}], "the longer plan is the run's plan now"
+    assert "eval.episodes_per_task=2" in command["overrides"]
