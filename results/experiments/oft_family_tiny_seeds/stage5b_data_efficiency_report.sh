@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stage 5b (~1 min), after stages 4a-4b: success of the final checkpoint against the share of demos
 # (25%, 50%, 100%; the 100% point pools the three seeds of stage 3), and the demos each arm needs to
-# reach the thresholds.
+# reach the thresholds, and the paired comparisons at 25% and 50%.
 source "$(dirname "$0")/common.sh"
 DATA="openvla_oft-s7-full3k-f0.25,openvla_oft-s7-full3k-f0.5,openvla_oft-s7-full3k,openvla_oft-s8-full3k,openvla_oft-s9-full3k"
 DATA="$DATA,openvla_sf-s7-full3k-f0.25,openvla_sf-s7-full3k-f0.5,openvla_sf-s7-full3k,openvla_sf-s8-full3k"
@@ -9,4 +9,10 @@ DATA="$DATA,openvla_sf-s9-full3k"
 # shellcheck disable=SC2086
 sfbench curves kind=data_efficiency runs=[$DATA] curves.name=data_efficiency curves.threshold=[0.3,0.5,0.66] \
   curves.baseline=openvla_oft $CURVE_EVAL | tee $EXP/data_efficiency.txt
+# Paired comparisons at 25% and 50% (one seed each, the same 30 init states); 100% is stage 5a's, per seed.
+run_at() { python -c "import csv,sys; print(next(r['eval_runs'] for r in csv.DictReader(open('$EXP/data_efficiency/points.csv'))
+  if r['label'] == sys.argv[1] and r['demos per task'] == sys.argv[2]))" "$@"; }
+for n in 10 20; do
+  sfbench compare runs=[$(run_at openvla_sf $n),$(run_at openvla_oft $n)] output_dir=$EXP/runs | tee $EXP/compare_sf_vs_oft_demos$n.txt
+done
 sfbench leaderboard results_dir=$EXP
