@@ -84,6 +84,11 @@ def _per_task(records: list[EpisodeRecord]) -> str:
     return f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
 
 
+def _day(records: list[EpisodeRecord]) -> str:
+    """The day the last of ``records`` finished."""
+    return max(r.finished_at for r in records)[:10]
+
+
 def _overall(rates: dict[str, Rate]) -> Rate | None:
     """Mean of the four LIBERO suites; the interval is Wilson's on the pooled episode count."""
     if not all(s in rates for s in LIBERO_OVERALL):
@@ -133,18 +138,17 @@ def measured_rows(*runs_dirs: Path) -> list[Row]:
     """
     rows, by_group = [], defaultdict(dict)
     for key, recs in sorted(_cells(runs_dirs).items()):
-        rate, day = rate_of(recs), max(r.finished_at for r in recs)[:10]
-        rows.append(_row(key, rate, "measured", day, _per_task(recs), sfbench_versions(recs)))
+        rows.append(_row(key, rate_of(recs), "measured", _day(recs), _per_task(recs), sfbench_versions(recs)))
         if key[4] == ALL_TASKS:
-            by_group[(*key[:3], *key[5:])][key[3]] = (rate, day, _per_task(recs), recs)
+            by_group[(*key[:3], *key[5:])][key[3]] = recs
     for (policy, ckpt, config, protocol, phash), suites in sorted(by_group.items()):
-        overall = _overall({s: r for s, (r, *_) in suites.items()})
+        overall = _overall({suite: rate_of(recs) for suite, recs in suites.items()})
         if overall:
-            day = max(d for _, d, _, _ in suites.values())
-            per_task = sorted({p for _, _, p, _ in suites.values()})
-            version = sfbench_versions([r for *_, recs in suites.values() for r in recs])
+            every = [r for recs in suites.values() for r in recs]
+            per_task = sorted({_per_task(recs) for recs in suites.values()})
             key = (policy, ckpt, config, "libero_overall", ALL_TASKS, protocol, phash)
-            rows.append(_row(key, overall, "measured", day, per_task[0] if len(per_task) == 1 else "mixed", version))
+            rows.append(_row(key, overall, "measured", _day(every), per_task[0] if len(per_task) == 1 else "mixed",
+                             sfbench_versions(every)))
     return rows
 
 

@@ -39,6 +39,12 @@ eval_during() {
 # The same evaluation, as sfbench curves names it (it finds the runs above by their run ids).
 CURVE_EVAL="suite=libero_spatial protocol=libero_oft_fast eval.first_episode=40 eval.episodes_per_task=10
  eval.progress=false output_dir=$EXP/runs curves.train_dir=$TRAIN curves.output_dir=$EXP"
+# eval_runs_at <curve> <label> <x column> <x>: the eval run ids of one point of $EXP/<curve>/points.csv
+# (one per seed, in the order of the curve's train runs).
+eval_runs_at() {
+  python -c "import csv,sys; print(next(r['eval_runs'] for r in csv.DictReader(open(sys.argv[1]))
+    if r['label'] == sys.argv[2] and r[sys.argv[3]] == sys.argv[4]))" "$EXP/$1/points.csv" "$2" "$3" "$4"
+}
 ARM_3D="policy.depth_stride=4 policy.pointnet_widths=[32,64,256] policy.pointnet_stn_fc=[128,64]"
 
 # finetune <policy> <seed> <tag|-> <eval every> [overrides...]: one fine-tuning run from $FROM (default:

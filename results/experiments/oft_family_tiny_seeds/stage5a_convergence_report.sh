@@ -9,8 +9,7 @@ SEEDS="$SEEDS,openvla_sf-s9-full3k,openvla_3d-s7-full3k"
 sfbench curves kind=convergence runs=[$SEEDS] curves.name=convergence curves.threshold=[0.3,0.5,0.66] \
   curves.baseline=openvla_oft $CURVE_EVAL | tee $EXP/convergence.txt
 # Paired comparisons of the final checkpoints, seed by seed (same 30 init states) ...
-final() { python -c "import csv,sys; print(next(r['eval_runs'].split()[int(sys.argv[2])] for r in
-  csv.DictReader(open('$EXP/convergence/points.csv')) if r['label'] == sys.argv[1] and r['training step'] == '$STEPS'))" "$@"; }
+final() { local runs; read -ra runs <<< "$(eval_runs_at convergence "$1" "training step" "$STEPS")"; echo "${runs[$2]}"; }
 for i in 0 1 2; do
   sfbench compare runs=[$(final openvla_sf $i),$(final openvla_oft $i)] output_dir=$EXP/runs | tee $EXP/compare_sf_vs_oft_seed$i.txt
 done

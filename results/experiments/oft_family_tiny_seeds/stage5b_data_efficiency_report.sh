@@ -10,9 +10,8 @@ DATA="$DATA,openvla_sf-s9-full3k"
 sfbench curves kind=data_efficiency runs=[$DATA] curves.name=data_efficiency curves.threshold=[0.3,0.5,0.66] \
   curves.baseline=openvla_oft $CURVE_EVAL | tee $EXP/data_efficiency.txt
 # Paired comparisons at 25% and 50% (one seed each, the same 30 init states); 100% is stage 5a's, per seed.
-run_at() { python -c "import csv,sys; print(next(r['eval_runs'] for r in csv.DictReader(open('$EXP/data_efficiency/points.csv'))
-  if r['label'] == sys.argv[1] and r['demos per task'] == sys.argv[2]))" "$@"; }
 for n in 10 20; do
-  sfbench compare runs=[$(run_at openvla_sf $n),$(run_at openvla_oft $n)] output_dir=$EXP/runs | tee $EXP/compare_sf_vs_oft_demos$n.txt
+  sfbench compare runs=[$(eval_runs_at data_efficiency openvla_sf "demos per task" $n),$(eval_runs_at data_efficiency \
+    openvla_oft "demos per task" $n)] output_dir=$EXP/runs | tee $EXP/compare_sf_vs_oft_demos$n.txt
 done
 sfbench leaderboard results_dir=$EXP
